@@ -1,0 +1,1 @@
+"""The beatmap language: the .osu file model, events, and token ids."""
