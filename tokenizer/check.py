@@ -117,7 +117,9 @@ def _compare_objects(original: Beatmap, rebuilt: Beatmap, tokenizer: Tokenizer, 
     timing = original.timing
     precision = tokenizer.config.position_precision
     keys = original.keycount
-    for a, b in _pair_objects(original.hit_objects, rebuilt.hit_objects, report):
+    column = lambda o: min(max(int(o.x / 512 * keys), 0), keys - 1)
+    cell = lambda o: (math.floor(o.x / precision), math.floor(o.y / precision))
+    for a, b in _pair_objects(original.hit_objects, rebuilt.hit_objects, column, cell, report):
         error = abs(a.time - b.time)
         report.time_errors.append(error)
         if timing.snap_divisor(a.time):
@@ -128,30 +130,42 @@ def _compare_objects(original: Beatmap, rebuilt: Beatmap, tokenizer: Tokenizer, 
             same_cell = all(math.floor(u / precision) == math.floor(v / precision) for u, v in ((a.x, b.x), (a.y, b.y)))
             report.outside_cell += not same_cell
         if original.mode == 3:
-            column = lambda o: min(max(int(o.x / 512 * keys), 0), keys - 1)
             report.wrong_column += column(a) != column(b) or (a.kind == HOLD) != (b.kind == HOLD)
 
 
-def _pair_objects(original: list[HitObject], rebuilt: list[HitObject], report: FileReport) -> list[tuple[HitObject, HitObject]]:
-    """Pair objects of the same kind (and mania column) in time order; the unpaired are lost or extra."""
+def _pair_objects(original: list[HitObject], rebuilt: list[HitObject], column, cell, report: FileReport) -> list[tuple[HitObject, HitObject]]:
+    """Pair each original object with the nearest unpaired rebuilt one of the same kind (and mania column).
+
+    Candidates lie within MATCH_WINDOW_MS; a candidate within 5 ms beats a later one, then one in
+    the same position cell, then the nearest in space. Unpaired originals are lost, unpaired rebuilt objects extra.
+    """
     def key(o: HitObject) -> tuple:
-        return (o.kind, o.x if report.mode == 3 else 0)
+        return (o.kind, column(o) if report.mode == 3 else 0)
 
     pairs = []
-    for k in sorted({key(o) for o in original} | {key(o) for o in rebuilt}):
+    for k in {key(o) for o in original} | {key(o) for o in rebuilt}:
         a = sorted((o for o in original if key(o) == k), key=lambda o: o.time)
         b = sorted((o for o in rebuilt if key(o) == k), key=lambda o: o.time)
-        i = j = 0
-        while i < len(a) and j < len(b):
-            if abs(a[i].time - b[j].time) <= MATCH_WINDOW_MS:
-                pairs.append((a[i], b[j]))
-                i, j = i + 1, j + 1
-            elif a[i].time < b[j].time:
-                report.lost, i = report.lost + 1, i + 1
+        used = [False] * len(b)
+        first = 0
+        for obj in a:
+            while first < len(b) and b[first].time < obj.time - MATCH_WINDOW_MS:
+                first += 1
+            best, best_cost = None, None
+            for j in range(first, len(b)):
+                if b[j].time > obj.time + MATCH_WINDOW_MS:
+                    break
+                if not used[j]:
+                    dt = abs(b[j].time - obj.time)
+                    cost = (dt > 5, cell(obj) != cell(b[j]), math.dist((obj.x, obj.y), (b[j].x, b[j].y)), dt)
+                    if best_cost is None or cost < best_cost:
+                        best, best_cost = j, cost
+            if best is None:
+                report.lost += 1
             else:
-                report.extra, j = report.extra + 1, j + 1
-        report.lost += len(a) - i
-        report.extra += len(b) - j
+                used[best] = True
+                pairs.append((obj, b[best]))
+        report.extra += used.count(False)
     return pairs
 
 

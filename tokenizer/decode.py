@@ -17,6 +17,7 @@ from .vocabulary import Tokenizer
 T = EventType
 TIME_STEP_MS = 10
 HALF_STEP_MS = 5
+CHANGE_ORDER = {"kiai": 0, "redline": 1, "speed": 2}  # at one time: a greenline must follow the redline it overrides
 CURVE_LETTERS = {T.BEZIER_ANCHOR: "B", T.PERFECT_ANCHOR: "P", T.CATMULL_ANCHOR: "C", T.RED_ANCHOR: "B"}
 
 
@@ -98,7 +99,7 @@ class _ObjectBuilder:
         self.speed_requests: list[tuple[float, float]] = []
         self.kiai_toggles: list[tuple[float, bool]] = []
         self.previous = (256.0, 192.0)
-        self.slider: list[Group] | None = None
+        self.sliders: list[list[Group]] = []  # open sliders (2B maps overlap them): head, anchors, last anchor
         self.open: dict[EventType, Group] = {}  # spinner / drumroll / denden starts
         self.holds: dict[int, Group] = {}
 
@@ -126,12 +127,36 @@ class _ObjectBuilder:
             start = self.holds.pop(g.column)
             self.objects.append(self._object(HOLD, start, end_time=g.time))
         elif kind == T.SLIDER_HEAD:
-            self.slider = [g]
-        elif (kind in ANCHOR_TYPES or kind == T.LAST_ANCHOR) and self.slider is not None:
-            self.slider.append(g)
-        elif kind == T.SLIDER_END and self.slider is not None:
-            self._slider(self.slider, g)
-            self.slider = None
+            self.sliders.append([g])
+        elif kind in ANCHOR_TYPES and self.sliders:
+            self.sliders[-1].append(g)  # anchors follow their own head
+        elif kind == T.LAST_ANCHOR:
+            parts = self._owner(g, [s for s in self.sliders if s[-1].type != T.LAST_ANCHOR and s[0].time < g.time])
+            if parts is not None:
+                parts.append(g)
+        elif kind == T.SLIDER_END:
+            parts = self._owner(g, [s for s in self.sliders if s[-1].type == T.LAST_ANCHOR])
+            if parts is not None:
+                self.sliders.remove(parts)
+                self._slider(parts, g)
+
+    @staticmethod
+    def _owner(g: Group, candidates: list[list[Group]]) -> list[Group] | None:
+        """The open slider a last anchor or end belongs to when sliders overlap.
+
+        DISTANCE is measured from the slider's own previous point, so the candidate whose last
+        point lies at that distance from this group's position wins; the oldest one on a tie.
+        """
+        if len(candidates) <= 1 or g.distance is None or g.x is None:
+            return candidates[0] if candidates else None
+
+        def mismatch(parts: list[Group]) -> float:
+            previous = parts[-1]
+            if previous.x is None:
+                return math.inf
+            return abs(math.dist((previous.x, previous.y), (g.x, g.y)) - g.distance)
+
+        return min(candidates, key=mismatch)
 
     def _position(self, g: Group) -> tuple[float, float]:
         if self.mode == 1:
@@ -239,7 +264,7 @@ def _with_greenlines(redlines: list[TimingPoint], speed_requests: list[tuple[flo
         median = timing.median_beat_length(song_end(beatmap))
         speed_requests = [(t, s * timing.beat_length_at(t) / median) for t, s in speed_requests]
     changes = sorted([(t, "speed", s) for t, s in speed_requests] + [(t, "kiai", k) for t, k in kiai_toggles]
-                     + [(p.time, "redline", p) for p in redlines], key=lambda c: (c[0], c[1] != "kiai"))
+                     + [(p.time, "redline", p) for p in redlines], key=lambda c: (c[0], CHANGE_ORDER[c[1]]))
     points: list[TimingPoint] = []
     speed, kiai = 1.0, False
     for time, kind, value in changes:

@@ -156,6 +156,7 @@ class _MapEncoder:
     def _add(self, kind: EventType, time: float, obj: HitObject | None = None, position: tuple[float, float] | None = None,
              snap: bool = True, new_combo: bool = False, scroll_speed: float | None = None,
              hitsounds: list[list[int]] | None = None) -> Group:
+        time = round(time)  # osu! times are whole ms; float slider ends must not sort after a same-ms head
         group = Group(kind, time, snap=self.timing.snap_divisor(time) if snap else None,
                       new_combo=new_combo and self.mode in (0, 2), scroll_speed=scroll_speed, hitsounds=hitsounds or [])
         if obj is not None and self.mode == 3:
@@ -215,8 +216,8 @@ class _MapEncoder:
                   hitsounds=[self._edge_sound(obj, 0, obj.time)])
         points = [(obj.x, obj.y), *obj.curve_points]
         anchors = slider_anchors(obj.curve_type, points)
-        for i, (kind, point) in enumerate(anchors, start=1):
-            self._add(kind, obj.time + span * i / (len(anchors) + 1), obj, point, snap=False)
+        for kind, point in anchors:  # at the head's time, so they stay next to it after sorting
+            self._add(kind, obj.time, obj, point, snap=False)
         body = self._object_sound(obj, obj.time + 1)
         repeats = [self._edge_sound(obj, edge, obj.time + edge * span) for edge in range(1, obj.slides)]
         self._add(T.LAST_ANCHOR, obj.time + span, obj, points[-1], hitsounds=[body, *repeats])

@@ -216,6 +216,9 @@ def _read_header(lines: list[str], beatmap: Beatmap) -> tuple[int, int]:
         stripped = line.strip()
         if not stripped:
             continue
+        if stripped.startswith("[") and stripped.endswith("]"):
+            beatmap.warnings.append(f"{source}:{index + 1}: no 'osu file format' header; reading as v{LATEST_VERSION}")
+            return LATEST_VERSION, index
         if not stripped.startswith("osu file format v"):
             raise BeatmapError(f"{source}:{index + 1}: not an osu! beatmap (expected 'osu file format v14' as the first line)")
         text = stripped[len("osu file format v"):]

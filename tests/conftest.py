@@ -1,0 +1,106 @@
+"""Shared helpers for the tokenizer tests: hand-written .osu builders and the v29 tokenizer."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Iterable
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+V29_CONFIG = REPO_ROOT / "configs" / "tokenizer" / "v29.yaml"
+
+# A 120 BPM redline at 0 (beat 500 ms, 4/4, soft sample set, index 0, volume 60).
+DEFAULT_REDLINE = "0,500,4,2,0,60,1,0"
+
+
+def osu_text(
+    mode: int = 0,
+    hit_objects: Iterable[str] = ("256,192,1000,1,0,0:0:0:0:",),
+    timing_points: Iterable[str] = (DEFAULT_REDLINE,),
+    *,
+    version: int | str = 14,
+    general: dict[str, str] | None = None,
+    editor: dict[str, str] | None = None,
+    metadata: dict[str, str] | None = None,
+    difficulty: dict[str, str] | None = None,
+    events: Iterable[str] = (),
+    colours: dict[str, str] | None = None,
+    extra_sections: str = "",
+    header: str | None = None,
+    newline: str = "\n",
+) -> str:
+    """A .osu file as text in the layout osu! writes (v14 by default) for `mode`.
+
+    Every section can be overridden; `header` replaces the first line entirely.
+    """
+    general = {"AudioFilename": "audio.mp3", "AudioLeadIn": "0", "PreviewTime": "-1", "Countdown": "0",
+               "SampleSet": "Soft", "StackLeniency": "0.7", "Mode": str(mode), "LetterboxInBreaks": "0",
+               "WidescreenStoryboard": "0", **(general or {})}
+    editor = {"DistanceSpacing": "1", "BeatDivisor": "4", "GridSize": "32", "TimelineZoom": "1", **(editor or {})}
+    metadata = {"Title": "Test Song", "TitleUnicode": "Test Song", "Artist": "Tester", "ArtistUnicode": "Tester",
+                "Creator": "pytest", "Version": f"Mode {mode}", "Source": "", "Tags": "unit test",
+                "BeatmapID": "0", "BeatmapSetID": "-1", **(metadata or {})}
+    difficulty = {"HPDrainRate": "5", "CircleSize": "4", "OverallDifficulty": "8", "ApproachRate": "9",
+                  "SliderMultiplier": "1.4", "SliderTickRate": "1", **(difficulty or {})}
+    lines = [header if header is not None else f"osu file format v{version}", ""]
+    lines += ["[General]", *(f"{k}: {v}" for k, v in general.items()), ""]
+    lines += ["[Editor]", *(f"{k}: {v}" for k, v in editor.items()), ""]
+    lines += ["[Metadata]", *(f"{k}:{v}" for k, v in metadata.items()), ""]
+    lines += ["[Difficulty]", *(f"{k}:{v}" for k, v in difficulty.items()), ""]
+    lines += ["[Events]", "//Background and Video events", *events, "//Break Periods", "//Storyboard", ""]
+    if extra_sections:
+        lines += [extra_sections.rstrip("\n"), ""]
+    lines += ["[TimingPoints]", *timing_points, ""]
+    if colours:
+        lines += ["[Colours]", *(f"{k} : {v}" for k, v in colours.items()), ""]
+    lines += ["[HitObjects]", *hit_objects, ""]
+    return newline.join(lines)
+
+
+def circle(x: float, y: float, time: float, *, new_combo: bool = False, hitsound: int = 0,
+           sample: str = "0:0:0:0:") -> str:
+    return f"{x:g},{y:g},{time:g},{1 | (4 if new_combo else 0)},{hitsound},{sample}"
+
+
+def mania_note(column: int, keys: int, time: float, hitsound: int = 0) -> str:
+    return f"{int((column + 0.5) * 512 / keys)},192,{time:g},1,{hitsound},0:0:0:0:"
+
+
+def mania_hold(column: int, keys: int, time: float, end: float, hitsound: int = 0) -> str:
+    return f"{int((column + 0.5) * 512 / keys)},192,{time:g},128,{hitsound},{end:g}:0:0:0:0:"
+
+
+@pytest.fixture
+def write_osu(tmp_path):
+    """write_osu(content, name="map.osu") -> Path; content is text (written as UTF-8) or bytes."""
+    def write(content: str | bytes, name: str = "map.osu") -> Path:
+        path = tmp_path / name
+        path.write_bytes(content if isinstance(content, bytes) else content.encode("utf-8"))
+        return path
+
+    return write
+
+
+@pytest.fixture(scope="session")
+def v29_config():
+    from omegaconf import OmegaConf
+
+    from tokenizer.vocabulary import TokenizerConfig
+
+    return TokenizerConfig.from_dict(OmegaConf.to_container(OmegaConf.load(V29_CONFIG)))
+
+
+@pytest.fixture(scope="session")
+def tokenizer(v29_config):
+    from tokenizer.vocabulary import Tokenizer
+
+    return Tokenizer(v29_config)
+
+
+@pytest.fixture(scope="session")
+def corpus_root() -> Path:
+    """../shared/beatmaps next to the repository; the corpus tests skip when it is absent."""
+    root = Path(__file__).resolve().parents[1].parent / "shared" / "beatmaps"
+    if not (root / "index.csv").is_file():
+        pytest.skip("../shared/beatmaps not found")
+    return root
