@@ -100,7 +100,7 @@ class _ObjectBuilder:
         self.kiai_toggles: list[tuple[float, bool]] = []
         self.previous = (256.0, 192.0)
         self.sliders: list[list[Group]] = []  # open sliders (2B maps overlap them): head, anchors, last anchor
-        self.open: dict[EventType, Group] = {}  # spinner / drumroll / denden starts
+        self.open: dict[EventType, list[Group]] = {T.SPINNER: [], T.DRUMROLL: [], T.DENDEN: []}  # starts awaiting an end
         self.holds: dict[int, Group] = {}
 
     def add(self, g: Group) -> None:
@@ -116,11 +116,11 @@ class _ObjectBuilder:
             self.objects.append(self._object(CIRCLE, g))
         elif kind in (T.SPINNER, T.DRUMROLL, T.DENDEN):
             self._request_speed(g)
-            self.open[kind] = g
+            self.open[kind].append(g)
         elif kind in (T.SPINNER_END, T.DENDEN_END):
-            self._spinner(self.open.pop(T.SPINNER if kind == T.SPINNER_END else T.DENDEN, None), g)
+            self._spinner(self._close(T.SPINNER if kind == T.SPINNER_END else T.DENDEN), g)
         elif kind == T.DRUMROLL_END:
-            self._drumroll(self.open.pop(T.DRUMROLL, None), g)
+            self._drumroll(self._close(T.DRUMROLL), g)
         elif kind == T.HOLD_NOTE and g.column is not None:
             self.holds[g.column] = g
         elif kind == T.HOLD_NOTE_END and g.column in self.holds:
@@ -131,7 +131,7 @@ class _ObjectBuilder:
         elif kind in ANCHOR_TYPES and self.sliders:
             self.sliders[-1].append(g)  # anchors follow their own head
         elif kind == T.LAST_ANCHOR:
-            parts = self._owner(g, [s for s in self.sliders if s[-1].type != T.LAST_ANCHOR and s[0].time < g.time])
+            parts = self._owner(g, [s for s in self.sliders if s[-1].type != T.LAST_ANCHOR and s[0].time <= g.time])
             if parts is not None:
                 parts.append(g)
         elif kind == T.SLIDER_END:
@@ -139,6 +139,10 @@ class _ObjectBuilder:
             if parts is not None:
                 self.sliders.remove(parts)
                 self._slider(parts, g)
+
+    def _close(self, kind: EventType) -> Group | None:
+        """The oldest open start of this kind (spinners can overlap in odd maps)."""
+        return self.open[kind].pop(0) if self.open[kind] else None
 
     @staticmethod
     def _owner(g: Group, candidates: list[list[Group]]) -> list[Group] | None:
