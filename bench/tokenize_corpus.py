@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import math
 import os
 import platform
 import statistics
@@ -18,26 +17,9 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from omegaconf import OmegaConf  # noqa: E402
-
-from tokenizer.encode import beatmap_to_groups, groups_to_events, window_slice  # noqa: E402
+from tokenizer.encode import tokenize_windows  # noqa: E402
 from tokenizer.osu_file import read_beatmap  # noqa: E402
 from tokenizer.vocabulary import Tokenizer, TokenizerConfig  # noqa: E402
-
-
-def tokenize(path: str, tokenizer: Tokenizer) -> int:
-    beatmap = read_beatmap(path)
-    window = tokenizer.config.window_ms
-    count = 0
-    for groups in beatmap_to_groups(beatmap, tokenizer.config).values():
-        if not groups:
-            continue
-        times = [g.time for g in groups]
-        start = math.floor(times[0] / window) * window
-        while start <= times[-1]:
-            count += len(tokenizer.encode_many(groups_to_events(window_slice(groups, times, start, start + window), tokenizer, start)))
-            start += window
-    return count
 
 
 def main() -> None:
@@ -50,8 +32,7 @@ def main() -> None:
         sys.exit(f"error: {index} not found; pass --data pointing at a corpus folder with index.csv")
     with open(index, encoding="utf-8") as f:
         paths = [os.path.join(args.data, row["osu_path"]) for row in csv.DictReader(f)]
-    config_path = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs", "tokenizer", "v29.yaml")
-    tokenizer = Tokenizer(TokenizerConfig.from_dict(OmegaConf.to_container(OmegaConf.load(config_path))))
+    tokenizer = Tokenizer(TokenizerConfig.from_yaml("v29"))
 
     read_rates, token_rates, tokens = [], [], 0
     for _ in range(args.repeats):
@@ -60,7 +41,7 @@ def main() -> None:
             read_beatmap(path)
         read_rates.append(len(paths) / (time.perf_counter() - start))
         start = time.perf_counter()
-        tokens = sum(tokenize(path, tokenizer) for path in paths)
+        tokens = sum(len(ids) for path in paths for _, _, ids in tokenize_windows(read_beatmap(path), tokenizer))
         token_rates.append(len(paths) / (time.perf_counter() - start))
     print(f"files={len(paths)} tokens={tokens} repeats={args.repeats} python={platform.python_version()} cpus={os.cpu_count()}")
     print(f"read:            median {statistics.median(read_rates):.1f} files/s  (runs: {', '.join(f'{r:.1f}' for r in read_rates)})")

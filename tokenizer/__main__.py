@@ -5,13 +5,10 @@ import argparse
 import os
 import sys
 
-from omegaconf import OmegaConf
 from tqdm import tqdm
 
 from .check import check_file, osu_files, summary
 from .vocabulary import Tokenizer, TokenizerConfig
-
-CONFIG_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs", "tokenizer")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -23,11 +20,11 @@ def main(argv: list[str] | None = None) -> int:
     check.add_argument("--warnings", action="store_true", help="also print the reader's warnings")
     args = parser.parse_args(argv)
 
-    config_path = os.path.join(CONFIG_DIR, f"{args.config}.yaml")
-    if not os.path.exists(config_path):
-        print(f"error: no tokenizer config {config_path}", file=sys.stderr)
+    try:
+        tokenizer = Tokenizer(TokenizerConfig.from_yaml(args.config))
+    except (FileNotFoundError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
         return 2
-    tokenizer = Tokenizer(TokenizerConfig.from_dict(OmegaConf.to_container(OmegaConf.load(config_path))))
     missing = [p for p in args.paths if not os.path.exists(p)]
     if missing:
         print(f"error: {missing[0]} does not exist", file=sys.stderr)

@@ -10,7 +10,7 @@ import numpy as np
 import rosu_pp_py
 
 from .decode import events_to_groups, groups_to_beatmap, resnap_groups
-from .encode import beatmap_to_groups, groups_to_events, window_slice
+from .encode import tokenize_windows
 from .osu_file import HOLD, Beatmap, BeatmapError, HitObject, format_beatmap, parse_beatmap, read_beatmap
 from .vocabulary import Tokenizer
 
@@ -19,18 +19,9 @@ MATCH_WINDOW_MS = 50.0  # objects further apart than this are counted as lost + 
 
 def token_round_trip(beatmap: Beatmap, tokenizer: Tokenizer) -> Beatmap:
     """Beatmap -> events -> ids -> events -> beatmap, window by window, on the map's own redlines."""
-    window = tokenizer.config.window_ms
     decoded = []
-    for groups in beatmap_to_groups(beatmap, tokenizer.config).values():
-        if not groups:
-            continue
-        times = [g.time for g in groups]
-        start = math.floor(times[0] / window) * window
-        while start <= times[-1]:
-            events = groups_to_events(window_slice(groups, times, start, start + window), tokenizer, start)
-            ids = tokenizer.encode_many(events)
-            decoded += events_to_groups(tokenizer.decode_many(ids), tokenizer, start)
-            start += window
+    for _, start, ids in tokenize_windows(beatmap, tokenizer):
+        decoded += events_to_groups(tokenizer.decode_many(ids), tokenizer, start)
     resnap_groups(decoded, beatmap.timing)
     return groups_to_beatmap(decoded, beatmap)
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import bisect
 import math
+from typing import Iterator
 
 from .events import ContextType, Event, EventType, Group
 from .osu_file import CIRCLE, HOLD, SLIDER, SPINNER, Beatmap, HitObject
@@ -59,6 +60,20 @@ def groups_to_events(groups: list[Group], tokenizer: Tokenizer, window_start: fl
             for value, volume in g.hitsounds:
                 events += [Event(T.HITSOUND, value), tokenizer.clip(T.VOLUME, volume)]
     return events
+
+
+def tokenize_windows(beatmap: Beatmap, tokenizer: Tokenizer) -> Iterator[tuple[ContextType, float, list[int]]]:
+    """(context, window start, ids) for consecutive, non-overlapping windows over every context stream."""
+    window = tokenizer.config.window_ms
+    for context, groups in beatmap_to_groups(beatmap, tokenizer.config).items():
+        if not groups:
+            continue
+        times = [g.time for g in groups]
+        start = math.floor(times[0] / window) * window
+        while start <= times[-1]:
+            events = groups_to_events(window_slice(groups, times, start, start + window), tokenizer, start)
+            yield context, start, tokenizer.encode_many(events)
+            start += window
 
 
 def window_slice(groups: list[Group], times: list[float], start: float, end: float) -> list[Group]:

@@ -14,6 +14,7 @@ from dataclasses import asdict, dataclass, field, fields
 from .events import ContextType, Event, EventRange, EventType
 
 PAD, SOS, EOS = 0, 1, 2
+CONFIG_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs", "tokenizer")
 YEAR_MIN, YEAR_UNKNOWN = 2007, 2077
 SONG_LENGTH_BUCKET_MS = 10_000
 # Input-only tokens in the order they take ids (and appear before SOS).
@@ -59,6 +60,16 @@ class TokenizerConfig:
     def from_dict(cls, values: dict) -> "TokenizerConfig":
         known = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in values.items() if k in known})
+
+    @classmethod
+    def from_yaml(cls, name_or_path: str) -> "TokenizerConfig":
+        """A config from configs/tokenizer/<name>.yaml, or from a path to a YAML file."""
+        from omegaconf import OmegaConf
+
+        path = name_or_path if name_or_path.endswith(".yaml") else os.path.join(CONFIG_DIR, f"{name_or_path}.yaml")
+        if not os.path.exists(path):
+            raise FileNotFoundError(f"no tokenizer config {path}")
+        return cls.from_dict(OmegaConf.to_container(OmegaConf.load(path), resolve=True))
 
     @property
     def max_time_shift(self) -> int:
