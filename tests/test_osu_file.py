@@ -10,7 +10,7 @@ import pytest
 import rosu_pp_py
 
 from tokenizer.osu_file import (
-    CIRCLE, HOLD, SLIDER, SPINNER, Beatmap, BeatmapError, HitObject, HitSample, format_beatmap, parse_beatmap,
+    CIRCLE, HOLD, SLIDER, SPINNER, Beatmap, BeatmapError, HitSample, format_beatmap, parse_beatmap,
     read_beatmap, write_beatmap,
 )
 from tokenizer.timing import TimingPoint
@@ -124,6 +124,15 @@ def test_slider_with_zero_length_uses_path_length():
     [s] = parse_beatmap(osu_text(0, ["0,0,1000,2,0,L|140:0,1,0"])).hit_objects
     assert s.length == 0.0
     assert s.end_time == pytest.approx(1500.0)  # 140 px at 140 px/beat
+
+
+@pytest.mark.parametrize("type_bits", [3, 7, 9, 129])
+def test_circle_bit_takes_precedence_over_other_type_bits(type_bits):
+    text = osu_text(0, [f"100,100,1000,{type_bits},0,0:0:0:0:", circle(200, 100, 1500)])
+    beatmap = parse_beatmap(text)
+    assert beatmap.warnings == []
+    assert [(o.kind, o.x, o.time) for o in beatmap.hit_objects] == [(CIRCLE, 100.0, 1000.0), (CIRCLE, 200.0, 1500.0)]
+    assert len(beatmap.hit_objects) == rosu_pp_py.Difficulty().calculate(rosu_pp_py.Beatmap(content=text)).n_circles
 
 
 def test_spinner():
@@ -380,6 +389,15 @@ def test_write_new_file_leaves_no_temp_files(tmp_path):
     assert sorted(os.listdir(tmp_path)) == ["a.osu", "b.osu"]
     assert (tmp_path / "a.osu").read_bytes() == (tmp_path / "b.osu").read_bytes()
     assert b"\r\n" not in (tmp_path / "a.osu").read_bytes()
+
+
+def test_failed_write_leaves_no_temp_file(tmp_path):
+    target = tmp_path / "target.osu"
+    target.mkdir()  # a folder where the file should go: the final rename must fail
+    with pytest.raises(BeatmapError):
+        write_beatmap(parse_beatmap(full_map()), target, overwrite=True)
+    assert sorted(os.listdir(tmp_path)) == ["target.osu"]
+    assert target.is_dir() and list(target.iterdir()) == []
 
 
 def _many_objects(mode: int) -> list[str]:

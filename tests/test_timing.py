@@ -156,6 +156,13 @@ def test_timing_stream_marks_measures_by_meter(v29_config):
     ]
 
 
+def test_meter_zero_means_four_four(v29_config):
+    text = osu_text(0, ["256,192,0,1,0,0:0:0:0:", "256,192,4000,1,0,0:0:0:0:"], ["0,500,0,2,0,60,1,0"])
+    groups = beatmap_to_groups(parse_beatmap(text), v29_config)[ContextType.TIMING]
+    measures = [g.time for g in groups if g.type in (EventType.MEASURE, EventType.TIMING_POINT)]
+    assert measures == [0, 2000, 4000]
+
+
 # ---------------------------------------------------------------------------------------------
 # slider velocity and beat length
 

@@ -8,6 +8,8 @@ import pytest
 from tokenizer.events import Event, EventRange, EventType
 from tokenizer.vocabulary import EOS, PAD, SOS, Tokenizer, TokenizerConfig
 
+from conftest import V29_CONFIG
+
 T = EventType
 
 TOKENIZER_JSON_KEYS = [
@@ -72,6 +74,14 @@ def test_v29_input_ranges(tokenizer):
     ]
     assert tokenizer.vocab_size_in == 4396
     assert tokenizer.num_descriptor_classes == 72
+
+
+def test_config_from_yaml(v29_config):
+    assert TokenizerConfig.from_yaml("v29") == v29_config
+    assert TokenizerConfig.from_yaml(str(V29_CONFIG)) == v29_config
+    assert len(v29_config.descriptors) == 72 and v29_config.descriptors[47] == "tech"
+    with pytest.raises(FileNotFoundError):
+        TokenizerConfig.from_yaml("no-such-config")
 
 
 def test_default_config_matches_v29_output_layout(tokenizer):
@@ -213,7 +223,7 @@ def test_song_position(tokenizer, start, length, value):
     assert tokenizer.song_position_event(start, length) == Event(T.SONG_POSITION, value)
 
 
-@pytest.mark.parametrize("ratio, value", [(0, -1), (-0.5, -1), (1, 11), (1.5, 11), (0.34, 3), (0.05, 0),
+@pytest.mark.parametrize("ratio, value", [(0, -1), (-0.5, -1), (1, 11), (1.5, 11), (0.34, 3), (0.04, 0),
                                           (0.999, 10), (None, 12), (float("nan"), 12)])
 def test_ratio_buckets(tokenizer, ratio, value):
     assert tokenizer.hold_note_ratio_event(ratio) == Event(T.HOLD_NOTE_RATIO, value)

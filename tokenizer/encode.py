@@ -34,7 +34,7 @@ def beatmap_to_groups(beatmap: Beatmap, config: TokenizerConfig) -> dict[Context
 
 
 def song_end(beatmap: Beatmap) -> float:
-    return max((o.end_time if o.end_time is not None else o.time) for o in beatmap.hit_objects)
+    return max(((o.end_time if o.end_time is not None else o.time) for o in beatmap.hit_objects), default=0.0)
 
 
 def groups_to_events(groups: list[Group], tokenizer: Tokenizer, window_start: float, hitsounds: bool = True) -> list[Event]:

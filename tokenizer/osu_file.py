@@ -283,7 +283,7 @@ def _read_timing_point(line: str, offset: float) -> TimingPoint:
     return TimingPoint(
         time=time,
         beat_length=beat_length,
-        meter=_int(parts[2], "meter") if len(parts) > 2 and parts[2] else 4,
+        meter=(_int(parts[2], "meter") or 4) if len(parts) > 2 and parts[2] else 4,  # osu! reads meter 0 as 4/4
         sample_set=_int(parts[3], "sample set") if len(parts) > 3 and parts[3] else 0,
         sample_index=_int(parts[4], "sample index") if len(parts) > 4 and parts[4] else 0,
         volume=_int(parts[5], "volume") if len(parts) > 5 and parts[5] else 100,
@@ -302,6 +302,8 @@ def _read_hit_object(line: str, offset: float) -> HitObject:
     hitsound = _int(parts[4], "hitsound") if len(parts) > 4 and parts[4] else 0
     common = dict(x=x, y=y, time=time, new_combo=bool(type_bits & 4), combo_skip=(type_bits >> 4) & 7, hitsound=hitsound)
 
+    if type_bits & 1:  # osu! tests the circle bit first
+        return HitObject(kind=CIRCLE, sample=_hit_sample(parts, 5), **common)
     if type_bits & 2:
         return _read_slider(parts, common, line)
     if type_bits & 8:
@@ -315,9 +317,7 @@ def _read_hit_object(line: str, offset: float) -> HitObject:
         end_text, _, sample_text = parts[5].partition(":")
         end = _time(end_text) + offset
         return HitObject(kind=HOLD, end_time=max(end, time), sample=_parse_hit_sample(sample_text), **common)
-    if not type_bits & 1:
-        raise _BadLine(f"unknown hit object type {type_bits}")
-    return HitObject(kind=CIRCLE, sample=_hit_sample(parts, 5), **common)
+    raise _BadLine(f"unknown hit object type {type_bits}")
 
 
 def _read_slider(parts: list[str], common: dict, line: str) -> HitObject:
@@ -433,13 +433,20 @@ def format_beatmap(beatmap: Beatmap) -> str:
 def write_beatmap(beatmap: Beatmap, path: str | os.PathLike, overwrite: bool = False) -> None:
     """Write v14 text atomically (temporary file + rename); never replaces a file unless asked."""
     name = os.fspath(path)
+    if os.path.isdir(name):
+        raise BeatmapError(f"{name}: is a folder, not a file name")
     if os.path.exists(name) and not overwrite:
         raise BeatmapError(f"{name}: already exists; refusing to overwrite it")
     text = format_beatmap(beatmap)
     temporary = f"{name}.{os.getpid()}.tmp"
-    with open(temporary, "w", encoding="utf-8", newline="\n") as f:
-        f.write(text)
-    os.replace(temporary, name)
+    try:
+        with open(temporary, "w", encoding="utf-8", newline="\n") as f:
+            f.write(text)
+        os.replace(temporary, name)
+    except OSError as e:
+        if os.path.exists(temporary):
+            os.remove(temporary)
+        raise BeatmapError(f"{name}: cannot write the file ({e.strerror or e})") from None
 
 
 def _format_events(beatmap: Beatmap) -> list[str]:
