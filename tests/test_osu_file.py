@@ -135,6 +135,14 @@ def test_circle_bit_takes_precedence_over_other_type_bits(type_bits):
     assert len(beatmap.hit_objects) == rosu_pp_py.Difficulty().calculate(rosu_pp_py.Beatmap(content=text)).n_circles
 
 
+def test_slider_without_curve_points_is_a_zero_length_slider():
+    text = osu_text(0, ["15,199,4836,22,0,L,1,46.875"])
+    [slider] = parse_beatmap(text).hit_objects
+    assert (slider.kind, slider.curve_type, slider.curve_points, slider.new_combo) == (SLIDER, "L", [], True)
+    again = parse_beatmap(format_beatmap(parse_beatmap(text))).hit_objects
+    assert again == [slider]
+
+
 def test_spinner():
     [sp] = parse_beatmap(osu_text(0, ["256,192,2000,12,4,3500,0:0:0:0:"])).hit_objects
     assert (sp.kind, sp.time, sp.end_time, sp.hitsound, sp.new_combo) == (SPINNER, 2000.0, 3500.0, 4, True)
@@ -520,7 +528,6 @@ BROKEN_LINES = [
     "100,100,1500,2,0,L|200:100,1",
     "100,100,1500,2,0,L|200:NaN,1,100",
     "100,100,1500,2,0,L|abc,1,100",
-    "100,100,1500,2,0,L,1,100",
     "100,100,1500,2,0,L|200:100,1,1e9",
     "100,100,1500,12,0",
     "64,192,1500,128,0",

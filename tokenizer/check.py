@@ -72,7 +72,7 @@ class FileReport:
 
     def line(self) -> str:
         if self.error:
-            return f"FAILED  {self.path}: {self.error}"
+            return f"FAILED  {self.error}"  # the reader's message names the file and line
         t = np.asarray(self.time_errors or [0.0])
         p = max(self.position_errors, default=0.0)
         snapped = 100.0 * self.snapped_within_1ms / self.snapped if self.snapped else 100.0

@@ -184,7 +184,10 @@ def parse_beatmap(data: bytes | str, source: str = "<beatmap>") -> Beatmap:
     if "HitObjects" not in seen:
         raise BeatmapError(f"{source}: no [HitObjects] section; this is not a complete beatmap")
     if not beatmap.hit_objects:
-        raise BeatmapError(f"{source}: no usable hit objects")
+        skipped = [w for w in beatmap.warnings if "[HitObjects]" in w]
+        if not skipped:
+            raise BeatmapError(f"{source}: no hit objects; the [HitObjects] section is empty")
+        raise BeatmapError(f"{source}: no usable hit objects; all {len(skipped)} were skipped (first: {skipped[0]})")
     if not any(p.uninherited for p in beatmap.timing_points):
         beatmap.warnings.append(f"{source}: no uninherited timing point; osu! assumes 60 BPM")
     beatmap.compute_end_times()
@@ -327,12 +330,12 @@ def _read_slider(parts: list[str], common: dict, line: str) -> HitObject:
     curve_type = curve[0].strip().upper() if curve[0].strip().isalpha() else "B"
     points = []
     for text in curve[1:] if curve[0].strip().isalpha() else curve:
+        if not text.strip():
+            continue
         px, sep, py = text.partition(":")
         if not sep:
             raise _BadLine(f"slider point {text!r} is not x:y")
         points.append((_coordinate(px), _coordinate(py)))
-    if not points:
-        raise _BadLine("a slider needs at least one curve point")
     slides = _int(parts[6], "slide count")
     if not 1 <= slides <= MAX_SLIDES:
         raise _BadLine(f"slide count {slides} is outside 1..{MAX_SLIDES}")
@@ -479,9 +482,9 @@ def _format_hit_object(o: HitObject) -> str:
         return f"{head},{_format_number(o.end_time)},{sample}"
     if o.kind == HOLD:
         return f"{head},{_format_number(o.end_time)}:{sample}"
-    points = "|".join(f"{_format_number(x)}:{_format_number(y)}" for x, y in o.curve_points)
+    points = "".join(f"|{_format_number(x)}:{_format_number(y)}" for x, y in o.curve_points)
     return ",".join([
-        head, f"{o.curve_type}|{points}", str(o.slides), _format_number(o.length),
+        head, f"{o.curve_type}{points}", str(o.slides), _format_number(o.length),
         "|".join(map(str, o.edge_sounds)), "|".join(f"{n}:{a}" for n, a in o.edge_sets), sample,
     ])
 
