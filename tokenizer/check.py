@@ -11,7 +11,7 @@ import rosu_pp_py
 
 from .decode import events_to_groups, groups_to_beatmap, resnap_groups
 from .encode import tokenize_windows
-from .osu_file import HOLD, Beatmap, BeatmapError, HitObject, format_beatmap, parse_beatmap, read_beatmap
+from .osu_file import Beatmap, BeatmapError, HitObject, format_beatmap, parse_beatmap, read_beatmap
 from .vocabulary import Tokenizer
 
 MATCH_WINDOW_MS = 50.0  # objects further apart than this are counted as lost + extra, not paired
@@ -108,9 +108,11 @@ def _compare_objects(original: Beatmap, rebuilt: Beatmap, tokenizer: Tokenizer, 
     timing = original.timing
     precision = tokenizer.config.position_precision
     keys = original.keycount
-    column = lambda o: min(max(int(o.x / 512 * keys), 0), keys - 1)
-    cell = lambda o: (math.floor(o.x / precision), math.floor(o.y / precision))
-    for a, b in _pair_objects(original.hit_objects, rebuilt.hit_objects, column, cell, report):
+    if original.mode == 3:
+        place = lambda o: min(max(int(o.x / 512 * keys), 0), keys - 1)  # the mania column
+    else:
+        place = lambda o: (math.floor(o.x / precision), math.floor(o.y / precision))  # the position cell
+    for a, b in _pair_objects(original.hit_objects, rebuilt.hit_objects, place, report):
         error = abs(a.time - b.time)
         report.time_errors.append(error)
         if timing.snap_divisor(a.time):
@@ -118,25 +120,22 @@ def _compare_objects(original: Beatmap, rebuilt: Beatmap, tokenizer: Tokenizer, 
             report.snapped_within_1ms += error <= 1.0
         if original.mode in (0, 2):
             report.position_errors.append(math.dist((a.x, a.y), (b.x, b.y)))
-            same_cell = all(math.floor(u / precision) == math.floor(v / precision) for u, v in ((a.x, b.x), (a.y, b.y)))
-            report.outside_cell += not same_cell
+            report.outside_cell += place(a) != place(b)
         if original.mode == 3:
-            report.wrong_column += column(a) != column(b) or (a.kind == HOLD) != (b.kind == HOLD)
+            report.wrong_column += place(a) != place(b)
 
 
-def _pair_objects(original: list[HitObject], rebuilt: list[HitObject], column, cell, report: FileReport) -> list[tuple[HitObject, HitObject]]:
-    """Pair each original object with the nearest unpaired rebuilt one of the same kind (and mania column).
+def _pair_objects(original: list[HitObject], rebuilt: list[HitObject], place, report: FileReport) -> list[tuple[HitObject, HitObject]]:
+    """Pair each original object with the nearest unpaired rebuilt one of the same kind.
 
     Candidates lie within MATCH_WINDOW_MS; a candidate within 5 ms beats a later one, then one in
-    the same position cell, then the nearest in space. Unpaired originals are lost, unpaired rebuilt objects extra.
+    the same place (position cell or mania column), then the nearest in space. Unpaired originals
+    are lost, unpaired rebuilt objects extra.
     """
-    def key(o: HitObject) -> tuple:
-        return (o.kind, column(o) if report.mode == 3 else 0)
-
     pairs = []
-    for k in {key(o) for o in original} | {key(o) for o in rebuilt}:
-        a = sorted((o for o in original if key(o) == k), key=lambda o: o.time)
-        b = sorted((o for o in rebuilt if key(o) == k), key=lambda o: o.time)
+    for kind in {o.kind for o in original} | {o.kind for o in rebuilt}:
+        a = sorted((o for o in original if o.kind == kind), key=lambda o: o.time)
+        b = sorted((o for o in rebuilt if o.kind == kind), key=lambda o: o.time)
         used = [False] * len(b)
         first = 0
         for obj in a:
@@ -148,7 +147,7 @@ def _pair_objects(original: list[HitObject], rebuilt: list[HitObject], column, c
                     break
                 if not used[j]:
                     dt = abs(b[j].time - obj.time)
-                    cost = (dt > 5, cell(obj) != cell(b[j]), math.dist((obj.x, obj.y), (b[j].x, b[j].y)), dt)
+                    cost = (dt > 5, place(obj) != place(b[j]), math.dist((obj.x, obj.y), (b[j].x, b[j].y)), dt)
                     if best_cost is None or cost < best_cost:
                         best, best_cost = j, cost
             if best is None:
