@@ -1,0 +1,212 @@
+"""The generator: an in-model mel front end and a Whisper encoder-decoder over the v29 token language.
+
+Module names follow Mapperatorinator (reference notes §3.1): `spectrogram`, `encoder_embedder`
+(n_mels -> d_model), `decoder_embedder` (input vocabulary -> d_model) and `transformer`, a Hugging Face
+`WhisperForConditionalGeneration` whose `proj_out` predicts the output vocabulary.
+"""
+from __future__ import annotations
+
+import os
+import warnings
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from transformers import PretrainedConfig, PreTrainedModel, WhisperConfig, WhisperForConditionalGeneration
+from transformers.audio_utils import mel_filter_bank
+from transformers.modeling_outputs import BaseModelOutput, Seq2SeqLMOutput
+
+from tokenizer.events import EventType
+from tokenizer.vocabulary import EOS, PAD, SOS, Tokenizer
+
+IGNORE_INDEX = -100
+
+
+class MapperatorinatorConfig(PretrainedConfig):
+    """Everything needed to rebuild the model offline: the backbone shape, the mel settings and the loss."""
+    model_type = "mapperatorinator"
+
+    def __init__(self, backbone_config: dict | None = None, vocab_size_in: int = 4000, vocab_size: int = 3667,
+                 sample_rate: int = 16000, n_fft: int = 1024, hop_length: int = 128, n_mels: int = 128,
+                 f_min: float = 0.0, f_max: float = 8000.0, mel_scale: str = "slaney", mel_norm: str | None = "slaney",
+                 spectrogram_log_scale: bool = False, pad_mode: str = "constant", project_encoder_input: bool = True,
+                 src_seq_len: int = 1024, tgt_seq_len: int = 2048, rhythm_weight: float = 3.0,
+                 rhythm_token_start: int = 0, rhythm_token_end: int = 0, init_std: float = 0.02, **kwargs):
+        self.backbone_config = dict(backbone_config or {})
+        self.vocab_size_in, self.vocab_size = vocab_size_in, vocab_size
+        self.sample_rate, self.n_fft, self.hop_length, self.n_mels = sample_rate, n_fft, hop_length, n_mels
+        self.f_min, self.f_max, self.mel_scale, self.mel_norm = f_min, f_max, mel_scale, mel_norm
+        self.spectrogram_log_scale, self.pad_mode = spectrogram_log_scale, pad_mode
+        self.project_encoder_input = project_encoder_input
+        self.src_seq_len, self.tgt_seq_len = src_seq_len, tgt_seq_len
+        self.rhythm_weight, self.rhythm_token_start, self.rhythm_token_end = rhythm_weight, rhythm_token_start, rhythm_token_end
+        self.init_std = init_std
+        for key, value in (("tie_word_embeddings", False), ("pad_token_id", PAD), ("bos_token_id", SOS),
+                           ("eos_token_id", EOS), ("decoder_start_token_id", SOS)):
+            kwargs.setdefault(key, value)
+        super().__init__(**kwargs)
+
+    @property
+    def window_samples(self) -> int:
+        """Audio samples per window: src_seq_len mel frames with centre padding."""
+        return (self.src_seq_len - 1) * self.hop_length
+
+    def whisper_config(self) -> WhisperConfig:
+        d_model = self.backbone_config["d_model"]
+        values = dict(self.backbone_config)
+        values.update(
+            vocab_size=self.vocab_size, num_mel_bins=d_model if self.project_encoder_input else self.n_mels,
+            max_source_positions=self.src_seq_len // 2, max_target_positions=self.tgt_seq_len,
+            pad_token_id=PAD, bos_token_id=SOS, eos_token_id=EOS, decoder_start_token_id=SOS,
+            suppress_tokens=[], begin_suppress_tokens=[], tie_word_embeddings=False, init_std=self.init_std,
+        )
+        return WhisperConfig(**values)
+
+
+class MelSpectrogram(nn.Module):
+    """Mel power spectrogram with torch.stft, always computed in fp32 (frames x n_mels)."""
+
+    def __init__(self, config: MapperatorinatorConfig):
+        super().__init__()
+        self.config = config
+        self.n_fft, self.hop_length, self.pad_mode = config.n_fft, config.hop_length, config.pad_mode
+        self.log_scale = config.spectrogram_log_scale
+        self.register_buffer("window", torch.empty(config.n_fft))
+        self.register_buffer("filters", torch.empty(config.n_fft // 2 + 1, config.n_mels))
+        self.reset_buffers()
+
+    @torch.no_grad()
+    def reset_buffers(self) -> None:
+        """Recompute the window and filters from config (also for checkpoints saved without them)."""
+        c = self.config
+        with warnings.catch_warnings():  # v29's 388 mels on 513 FFT bins leave a few low filters empty, as upstream
+            warnings.filterwarnings("ignore", message="At least one mel filter has all zero values")
+            filters = mel_filter_bank(
+                num_frequency_bins=c.n_fft // 2 + 1, num_mel_filters=c.n_mels, min_frequency=c.f_min,
+                max_frequency=c.f_max, sampling_rate=c.sample_rate, norm=c.mel_norm, mel_scale=c.mel_scale,
+            )
+        self.window.copy_(torch.hann_window(c.n_fft))
+        self.filters.copy_(torch.from_numpy(filters))
+
+    def forward(self, audio: torch.Tensor) -> torch.Tensor:
+        """(batch, samples) -> (batch, samples // hop + 1, n_mels)."""
+        with torch.autocast(audio.device.type, enabled=False):
+            spec = torch.stft(audio.float(), self.n_fft, self.hop_length, window=self.window.float(), center=True,
+                              pad_mode=self.pad_mode, return_complex=True)
+            mel = spec.abs().pow(2).transpose(1, 2) @ self.filters.float()
+            return torch.log1p(mel) if self.log_scale else mel
+
+
+class Mapperatorinator(PreTrainedModel):
+    """Audio window + decoder tokens -> next-token logits over the output vocabulary."""
+    config_class = MapperatorinatorConfig
+    base_model_prefix = "mapperatorinator"
+    main_input_name = "audio"
+    _supports_sdpa = True
+
+    def __init__(self, config: MapperatorinatorConfig):
+        super().__init__(config)
+        d_model = config.backbone_config["d_model"]
+        self.spectrogram = MelSpectrogram(config)
+        self.encoder_embedder = nn.Linear(config.n_mels, d_model) if config.project_encoder_input else None
+        self.decoder_embedder = nn.Embedding(config.vocab_size_in, d_model)
+        self.transformer = WhisperForConditionalGeneration(config.whisper_config())
+        # Kept so v29 state dicts load, but decoder_embedder replaces it: frozen, so DDP sees no unused parameter.
+        self.transformer.model.decoder.embed_tokens.requires_grad_(False)
+        self.register_buffer("class_weights", torch.empty(config.vocab_size))
+        self.post_init()
+
+    @torch.no_grad()
+    def _init_weights(self, module: nn.Module) -> None:
+        # The backbone initialises itself (sinusoidal encoder positions included); only our own parts here.
+        if module is self:
+            self.class_weights.fill_(1.0)
+            self.class_weights[self.config.rhythm_token_start:self.config.rhythm_token_end] = self.config.rhythm_weight
+        elif isinstance(module, MelSpectrogram):
+            module.reset_buffers()
+        elif module is self.encoder_embedder or module is self.decoder_embedder:
+            nn.init.normal_(module.weight, std=self.config.init_std)
+            if getattr(module, "bias", None) is not None:
+                nn.init.zeros_(module.bias)
+
+    def encode(self, audio: torch.Tensor) -> BaseModelOutput:
+        """(batch, window_samples) raw audio -> encoder states (batch, src_seq_len / 2, d_model)."""
+        features = self.spectrogram(audio)
+        if self.encoder_embedder is not None:
+            features = self.encoder_embedder(features.to(self.encoder_embedder.weight.dtype))
+        return self.transformer.model.encoder(features.transpose(1, 2).to(self.dtype))
+
+    def forward(self, audio: torch.Tensor | None = None, decoder_input_ids: torch.Tensor | None = None,
+                decoder_attention_mask: torch.Tensor | None = None, labels: torch.Tensor | None = None,
+                encoder_outputs: BaseModelOutput | None = None, past_key_values=None, use_cache: bool | None = None,
+                decoder_position_ids: torch.Tensor | None = None, labelled_logits_only: bool = False,
+                **kwargs) -> Seq2SeqLMOutput:
+        """Logits (batch, tokens, vocab); with `labelled_logits_only` just the rows where labels != -100,
+        (n, vocab) in order: training never pays the output projection for prompts and padding."""
+        if encoder_outputs is None:
+            encoder_outputs = self.encode(audio)
+        out = self.transformer.model(
+            encoder_outputs=encoder_outputs, decoder_inputs_embeds=self.decoder_embedder(decoder_input_ids),
+            decoder_attention_mask=decoder_attention_mask, past_key_values=past_key_values, use_cache=use_cache,
+            decoder_position_ids=decoder_position_ids,
+        )
+        hidden = out.last_hidden_state
+        if labelled_logits_only:
+            labelled = labels != IGNORE_INDEX
+            hidden, labels = hidden[labelled], labels[labelled]
+        logits = self.transformer.proj_out(hidden)
+        loss = self.loss(logits, labels) if labels is not None else None
+        return Seq2SeqLMOutput(loss=loss, logits=logits, past_key_values=out.past_key_values,
+                               encoder_last_hidden_state=encoder_outputs.last_hidden_state)
+
+    def loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """Cross-entropy with `rhythm_weight` on TIME_SHIFT targets, summed and divided by the labelled count."""
+        per_token = F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), labels.flatten(), weight=self.class_weights,
+                                    ignore_index=IGNORE_INDEX, reduction="none")
+        return per_token.sum() / (labels != IGNORE_INDEX).sum().clamp(min=1)
+
+
+def model_config(backbone: dict, mel: dict, tokenizer: Tokenizer, tgt_seq_len: int, rhythm_weight: float,
+                 project_encoder_input: bool) -> MapperatorinatorConfig:
+    """The model config for a tokenizer: window size, vocabulary sizes and the TIME_SHIFT range come from its layout."""
+    t = tokenizer.config
+    return MapperatorinatorConfig(
+        backbone_config=dict(backbone), vocab_size_in=tokenizer.vocab_size_in, vocab_size=tokenizer.vocab_size_out,
+        src_seq_len=t.src_seq_len, hop_length=t.hop_length, sample_rate=t.sample_rate,
+        tgt_seq_len=tgt_seq_len, rhythm_weight=rhythm_weight,
+        rhythm_token_start=tokenizer.event_start[EventType.TIME_SHIFT], rhythm_token_end=tokenizer.event_end[EventType.TIME_SHIFT],
+        project_encoder_input=project_encoder_input, **mel,
+    )
+
+
+def save_model(model: Mapperatorinator, tokenizer: Tokenizer, folder: str | os.PathLike) -> None:
+    """A self-contained folder inference loads: config.json, model.safetensors, tokenizer.json."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(folder, safe_serialization=True)
+    tokenizer.save(folder / "tokenizer.json")
+
+
+def load_model(folder: str | os.PathLike, device: str | torch.device = "cpu",
+               dtype: torch.dtype = torch.float32) -> tuple[Mapperatorinator, Tokenizer]:
+    """Model and tokenizer from a folder written by `save_model` (never touches the network)."""
+    folder = Path(folder)
+    for name in ("config.json", "model.safetensors", "tokenizer.json"):
+        if not (folder / name).is_file():
+            raise FileNotFoundError(f"{folder} is not a model folder: {name} is missing")
+    model = Mapperatorinator.from_pretrained(folder, dtype=dtype, local_files_only=True)
+    return model.to(device).eval(), Tokenizer.load(folder / "tokenizer.json")
+
+
+def parameter_count(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+def pad_to_window(audio: torch.Tensor, samples: int) -> torch.Tensor:
+    """Right-pad (or cut) the last axis to exactly `samples`: the Whisper encoder needs fixed-size windows."""
+    length = audio.shape[-1]
+    if length >= samples:
+        return audio[..., :samples]
+    return F.pad(audio, (0, samples - length))
+

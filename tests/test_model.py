@@ -1,0 +1,122 @@
+"""The generator model: mel front end, forward pass and loss, save/load, greedy decoding."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from safetensors.torch import load_file, save_file
+
+from osuT5.generate import greedy_decode
+from osuT5.model import IGNORE_INDEX, Mapperatorinator, load_model, model_config, pad_to_window, save_model
+from tokenizer.events import EventType
+
+SMALL_BACKBONE = dict(d_model=64, encoder_layers=1, decoder_layers=1, encoder_attention_heads=2,
+                      decoder_attention_heads=2, encoder_ffn_dim=128, decoder_ffn_dim=128)
+LOG_HTK = dict(n_fft=1024, n_mels=64, f_min=20.0, f_max=8000.0, mel_scale="htk", mel_norm=None,
+               spectrogram_log_scale=True, pad_mode="reflect")
+V29_MEL = dict(n_fft=1024, n_mels=388, f_min=0.0, f_max=8000.0, mel_scale="slaney", mel_norm="slaney",
+               spectrogram_log_scale=False, pad_mode="constant")
+
+
+@pytest.fixture(scope="module")
+def small_model(tokenizer):
+    torch.manual_seed(0)
+    return Mapperatorinator(model_config(SMALL_BACKBONE, LOG_HTK, tokenizer, 256, 3.0, True)).eval()
+
+
+def sine(freq: float, samples: int, rate: int = 16000) -> torch.Tensor:
+    return torch.sin(2 * torch.pi * freq * torch.arange(samples) / rate)
+
+
+@pytest.mark.parametrize("mel", [LOG_HTK, V29_MEL], ids=["log-htk", "v29-slaney-power"])
+def test_mel_frames_and_peak_frequency(tokenizer, mel):
+    model = Mapperatorinator(model_config(SMALL_BACKBONE, mel, tokenizer, 64, 3.0, True))
+    samples = model.config.window_samples
+    spec = model.spectrogram(sine(1000.0, samples)[None])
+    assert spec.shape == (1, 1024, mel["n_mels"])  # (1023 * 128) / 128 + 1 frames: centre padding
+    centres = model.spectrogram.filters.argmax(0).float() * 16000 / 1024  # each filter's peak FFT bin in Hz
+    assert abs(float(centres[spec[0, 512].argmax()]) - 1000.0) < 60.0
+    assert spec.dtype == torch.float32 and bool((spec >= 0).all())
+
+
+def test_mel_stays_fp32_under_autocast(small_model):
+    audio = sine(440.0, small_model.config.window_samples)[None]
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        spec = small_model.spectrogram(audio)
+    assert spec.dtype == torch.float32
+
+
+def test_v29_layout_sizes(tokenizer):
+    config = model_config(SMALL_BACKBONE, V29_MEL, tokenizer, 2048, 3.0, True)
+    assert (config.vocab_size, config.src_seq_len, config.window_samples) == (3667, 1024, 130944)
+    whisper = config.whisper_config()
+    assert (whisper.max_source_positions, whisper.num_mel_bins, whisper.vocab_size) == (512, 64, 3667)
+    assert whisper.suppress_tokens == [] and whisper.begin_suppress_tokens == [] and not whisper.tie_word_embeddings
+    assert (config.rhythm_token_start, config.rhythm_token_end) == (17, 17 + 819)
+
+
+def test_named_modules_follow_upstream(small_model):
+    names = {name for name, _ in small_model.named_children()}
+    assert {"spectrogram", "encoder_embedder", "decoder_embedder", "transformer"} <= names
+    assert small_model.decoder_embedder.num_embeddings == small_model.config.vocab_size_in
+    assert small_model.transformer.proj_out.out_features == small_model.config.vocab_size
+
+
+def test_loss_weights_time_shift_targets(small_model, tokenizer):
+    audio = sine(440.0, small_model.config.window_samples)[None]
+    inputs = torch.tensor([[1, 20, 30, 40]])
+    time_id, other_id = tokenizer.event_start[EventType.TIME_SHIFT] + 5, tokenizer.event_start[EventType.CIRCLE]
+    labels = torch.tensor([[time_id, other_id, IGNORE_INDEX, IGNORE_INDEX]])
+    out = small_model(audio=audio, decoder_input_ids=inputs, labels=labels)
+    ce = F.cross_entropy(out.logits[0, :2].float(), labels[0, :2], reduction="none")
+    assert torch.allclose(out.loss, (3.0 * ce[0] + ce[1]) / 2, atol=1e-5)  # weighted sum / labelled count
+
+
+def test_save_and_load_round_trip(small_model, tokenizer, tmp_path):
+    save_model(small_model, tokenizer, tmp_path / "m")
+    assert {p.name for p in (tmp_path / "m").iterdir()} >= {"config.json", "model.safetensors", "tokenizer.json"}
+    loaded, loaded_tokenizer = load_model(tmp_path / "m")
+    audio = sine(440.0, small_model.config.window_samples)[None]
+    ids = torch.tensor([[1, 100, 200, 300]])
+    with torch.no_grad():
+        assert torch.allclose(small_model(audio=audio, decoder_input_ids=ids).logits,
+                              loaded(audio=audio, decoder_input_ids=ids).logits, atol=1e-5)
+    assert loaded_tokenizer.to_dict() == tokenizer.to_dict()
+
+
+def test_checkpoint_without_buffers_recomputes_them(small_model, tokenizer, tmp_path):
+    """Weights from elsewhere (e.g. converted v29 state dicts) need not carry the mel filters or loss weights."""
+    save_model(small_model, tokenizer, tmp_path)
+    weights = load_file(tmp_path / "model.safetensors")
+    for key in ("spectrogram.window", "spectrogram.filters", "class_weights"):
+        del weights[key]
+    save_file(weights, tmp_path / "model.safetensors", metadata={"format": "pt"})
+    loaded, _ = load_model(tmp_path)
+    assert torch.equal(loaded.spectrogram.filters, small_model.spectrogram.filters)
+    assert torch.equal(loaded.class_weights, small_model.class_weights)
+
+
+def test_load_model_names_the_missing_file(tmp_path):
+    (tmp_path / "config.json").write_text("{}")
+    with pytest.raises(FileNotFoundError, match="model.safetensors is missing"):
+        load_model(tmp_path)
+
+
+def test_pad_to_window():
+    assert pad_to_window(torch.ones(2, 10), 16).shape == (2, 16)
+    assert pad_to_window(torch.ones(2, 20), 16).shape == (2, 16)
+    assert float(pad_to_window(torch.ones(10), 16)[10:].abs().sum()) == 0.0
+
+
+def test_greedy_decode_with_cache_matches_full_recompute(small_model):
+    audio = sine(300.0, small_model.config.window_samples)
+    prompt = [5, 1]
+    cached = greedy_decode(small_model, audio, prompt, max_new_tokens=12)
+    ids = list(prompt)
+    with torch.no_grad():
+        for _ in range(len(cached)):
+            logits = small_model(audio=audio[None], decoder_input_ids=torch.tensor([ids])).logits
+            ids.append(int(logits[0, -1].argmax()))
+    assert cached == ids[len(prompt):]
+    assert np.all(np.array(cached) < small_model.config.vocab_size)
