@@ -104,3 +104,56 @@ def corpus_root() -> Path:
     if not (root / "index.csv").is_file():
         pytest.skip("../shared/beatmaps not found")
     return root
+
+
+def click_track(seconds: float, bpm: float = 120.0, sample_rate: int = 16000, offset_ms: float = 0.0):
+    """Mono float32 audio with a short 1 kHz click on every beat."""
+    import numpy as np
+
+    audio = np.zeros(int(seconds * sample_rate), dtype=np.float32)
+    click = np.sin(2 * np.pi * 1000 * np.arange(400) / sample_rate) * np.hanning(400)
+    for start in np.arange(offset_ms / 1000, seconds, 60 / bpm):
+        i = int(start * sample_rate)
+        audio[i:i + 400] += click[:len(audio) - i]
+    return audio
+
+
+def make_synthetic_corpus(root: Path, sets: int = 3, seconds: float = 20.0) -> Path:
+    """A tiny beatmap folder in our corpus layout: per set a click track and an osu! + a mania map on its beats.
+
+    The last set is the val split. Returns `root`.
+    """
+    import csv
+
+    import soundfile
+
+    root.mkdir(parents=True, exist_ok=True)
+    rows = []
+    for s in range(sets):
+        folder = root / "sets" / f"S{s}"
+        folder.mkdir(parents=True)
+        bpm = 120 + 20 * s
+        beat = 60000 / bpm
+        soundfile.write(folder / "audio.ogg", click_track(seconds, bpm), 16000)
+        times = [round(beat * k) for k in range(1, int(seconds * 1000 / beat) - 1)]
+        maps = {
+            0: [circle(64 + (k * 96) % 384, 96 + (k * 64) % 192, t, new_combo=k % 4 == 0) for k, t in enumerate(times)],
+            3: [mania_note(k % 4, 4, t) for k, t in enumerate(times)],
+        }
+        for mode, objects in maps.items():
+            name = f"set{s}_mode{mode}.osu"
+            text = osu_text(mode, objects, [f"0,{beat:.6g},4,2,0,60,1,0"], general={"AudioFilename": "audio.ogg"},
+                            metadata={"Creator": f"mapper{s}", "Version": f"mode {mode}"})
+            (folder / name).write_text(text, encoding="utf-8")
+            rows.append({"set_id": f"S{s}", "split": "val" if s == sets - 1 else "train",
+                         "osu_path": f"sets/S{s}/{name}", "audio_path": f"sets/S{s}/audio.ogg", "mode": mode})
+    with open(root / "index.csv", "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    return root
+
+
+@pytest.fixture(scope="session")
+def synthetic_corpus(tmp_path_factory) -> Path:
+    return make_synthetic_corpus(tmp_path_factory.mktemp("corpus"))
