@@ -13,13 +13,13 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 import numpy as np
-import rosu_pp_py
 import torch
 from torch.utils.data import Dataset
 
 from tokenizer.encode import beatmap_to_groups, groups_to_events, hold_note_ratio, is_hitsounded, scroll_speed_ratio
 from tokenizer.events import ContextType, EventType, Group
-from tokenizer.osu_file import Beatmap, BeatmapError, format_beatmap, read_beatmap
+from tokenizer.check import star_rating
+from tokenizer.osu_file import Beatmap, BeatmapError, read_beatmap
 from tokenizer.vocabulary import PAD, Tokenizer
 
 from .audio import AudioCache, AudioError, change_speed
@@ -117,11 +117,6 @@ def mapper_index(records: list[BeatmapRecord]) -> dict[str, int]:
         if record.mapper is not None and record.mapper not in index:
             index[record.mapper] = len(index)
     return index
-
-
-def star_rating(beatmap: Beatmap, speed: float = 1.0) -> float:
-    """Stars at a clock rate (DT augmentation changes difficulty), with rosu-pp."""
-    return rosu_pp_py.Difficulty(clock_rate=speed).calculate(rosu_pp_py.Beatmap(content=format_beatmap(beatmap))).stars
 
 
 class WindowDataset(Dataset):

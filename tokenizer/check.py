@@ -42,8 +42,9 @@ def file_round_trip_difference(beatmap: Beatmap) -> str | None:
     return None
 
 
-def star_rating(beatmap: Beatmap) -> float:
-    return rosu_pp_py.Difficulty().calculate(rosu_pp_py.Beatmap(content=format_beatmap(beatmap))).stars
+def star_rating(beatmap: Beatmap, clock_rate: float = 1.0) -> float:
+    """rosu-pp stars; a clock rate above 1 is DT-style speed-up."""
+    return rosu_pp_py.Difficulty(clock_rate=clock_rate).calculate(rosu_pp_py.Beatmap(content=format_beatmap(beatmap))).stars
 
 
 @dataclass
