@@ -11,6 +11,7 @@ from tokenizer.decode import decode_hitsound, events_to_groups, groups_to_beatma
 from tokenizer.encode import beatmap_to_groups, groups_to_events, hitsound_value, tokenize_windows, window_slice
 from tokenizer.events import ContextType, Event, EventType, Group
 from tokenizer.osu_file import CIRCLE, SLIDER, SPINNER, Beatmap, parse_beatmap
+from tokenizer.timing import Timing, TimingPoint
 
 from conftest import circle, mania_hold, mania_note, osu_text
 
@@ -316,6 +317,15 @@ def test_tiny_map_decodes_back(tokenizer):
     assert (obj.kind, obj.time, obj.x, obj.y, obj.new_combo, obj.hitsound) == (CIRCLE, 1000, 112.0, 112.0, True, 2)
     assert (obj.sample.normal_set, obj.sample.addition_set, obj.sample.volume) == (2, 2, 60)
     assert rebuilt.timing_points == beatmap.timing_points
+
+
+def test_resnapped_slider_heads_take_their_anchors_along():
+    head = Group(T.SLIDER_HEAD, 1007.0, snap=1, x=100.0, y=100.0)
+    anchor = Group(T.BEZIER_ANCHOR, 1007.0, x=150.0, y=150.0)
+    last = Group(T.LAST_ANCHOR, 1255.0, snap=2, x=200.0, y=100.0)
+    groups = [Group(T.CIRCLE, 990.0, snap=0), head, anchor, last]
+    resnap_groups(groups, Timing([TimingPoint(0.0, 500.0)]))
+    assert [g.time for g in groups] == [990.0, 1000.0, 1000.0, 1250.0]
 
 
 def test_window_time_shift_is_relative_and_sliced(tokenizer):
