@@ -1,0 +1,384 @@
+"""postprocess: timing from markers, super timing, building playable beatmaps, validity, .osz, partial merge."""
+from __future__ import annotations
+
+import copy
+import math
+import zipfile
+
+import numpy as np
+import pytest
+
+from postprocess.beatmap import build_beatmap
+from postprocess.merge import merge_partial
+from postprocess.package import write_osz
+from postprocess.timing import consensus_markers, markers_to_timing_points
+from postprocess.validate import validity_problems, validity_problems_file
+from tokenizer.decode import events_to_groups
+from tokenizer.encode import tokenize_windows
+from tokenizer.events import EventType, Group
+from tokenizer.osu_file import BeatmapError, HitObject, format_beatmap, parse_beatmap
+from tokenizer.timing import Timing, TimingPoint
+
+from conftest import circle, mania_hold, mania_note, osu_text
+
+T = EventType
+
+
+def quantised(time: float, window_start: float = 0.0) -> float:
+    """A time as decoding returns it: the centre of its 10 ms step."""
+    return window_start + 10 * int((time - window_start) / 10) + 5
+
+
+def beat_markers(first: float, bpm: float, count: int, meter: int = 4) -> list[tuple[float, EventType]]:
+    beat = 60000 / bpm
+    return [(first + k * beat, T.TIMING_POINT if k == 0 else T.MEASURE if k % meter == 0 else T.BEAT)
+            for k in range(count)]
+
+
+def bpm(point: TimingPoint) -> float:
+    return 60000 / point.beat_length
+
+
+def grid_error(point: TimingPoint, times) -> float:
+    """Largest distance of a time from the redline's beat grid."""
+    beats = (np.asarray(times) - point.time) / point.beat_length
+    return float(np.abs(beats - np.round(beats)).max() * point.beat_length)
+
+
+# ---------------------------------------------------------------------------------------------
+# markers -> redlines
+
+def test_click_track_at_128_bpm_gives_one_redline():
+    markers = [(quantised(t), kind) for t, kind in beat_markers(123, 128, 120)]
+    [redline] = markers_to_timing_points(markers)
+    assert bpm(redline) == pytest.approx(128, abs=0.5)
+    first_beat = redline.time + math.ceil((123 - 10 - redline.time) / redline.beat_length) * redline.beat_length
+    assert abs(first_beat - 123) < 10
+    assert redline.meter == 4 and redline.uninherited
+
+
+def test_tempo_change_without_a_marker_splits_the_section():
+    markers = beat_markers(1000, 120, 40) + [(21000 + k * 400, T.MEASURE if k % 4 == 0 else T.BEAT) for k in range(40)]
+    first, second = markers_to_timing_points([(quantised(t), kind) for t, kind in markers])
+    assert (bpm(first), bpm(second)) == (120, 150)
+    assert abs(first.time - 1000) < 10 and abs(second.time - 21000) < 10
+
+
+def test_timing_point_markers_on_the_same_grid_merge_into_one_redline():
+    markers = beat_markers(500, 140, 64)
+    markers[32] = (markers[32][0], T.TIMING_POINT)  # same tempo, on a downbeat: nothing new
+    changed = beat_markers(500, 140, 32) + beat_markers(500 + 32 * 60000 / 140, 175, 32)
+    assert len(markers_to_timing_points(markers)) == 1
+    assert [bpm(p) for p in markers_to_timing_points(changed)] == pytest.approx([140, 175])
+
+
+def test_bpm_is_humanised_to_the_coarsest_step_within_leniency():
+    rng = np.random.default_rng(7)
+    times = 500 + np.arange(64) * 60000 / 174.3 + rng.uniform(-2, 2, 64)
+    markers = [(t, T.MEASURE if k % 4 == 0 else T.BEAT) for k, t in enumerate(times)]
+    [redline] = markers_to_timing_points(markers, leniency=3.0)
+    assert bpm(redline) == pytest.approx(174.3, abs=1e-9)
+    assert grid_error(redline, times) <= 3.0
+    # Over 16 beats 174 BPM drifts only 4.4 ms from 174.3: a 5 ms leniency accepts the whole number.
+    [short] = markers_to_timing_points(markers[:16], leniency=5.0)
+    assert bpm(short) == 174
+
+
+def test_meter_and_first_downbeat_come_from_measure_markers():
+    beat = 60000 / 150
+    markers = [(1000 + k * beat, T.MEASURE if k % 3 == 1 else T.BEAT) for k in range(30)]
+    [redline] = markers_to_timing_points(markers)
+    assert redline.meter == 3
+    assert redline.time == pytest.approx(1000 + beat - 3 * beat)  # the measure at beat 1 is a downbeat
+
+
+def test_no_markers_and_a_lone_marker():
+    assert markers_to_timing_points([]) == []
+    [redline] = markers_to_timing_points([(700.0, T.TIMING_POINT), (703.0, T.BEAT)])  # 3 ms apart: one marker
+    assert (redline.time, redline.beat_length) == (700.0, 500.0)
+
+
+def test_consensus_of_jittered_passes_recovers_the_beats():
+    rng = np.random.default_rng(3)
+    truth = beat_markers(600, 128, 60)
+    passes = []
+    for p in range(5):
+        kept = [(t + rng.uniform(-3, 3), kind) for k, (t, kind) in enumerate(truth) if (k + p) % 6]  # every 6th missing
+        passes.append(kept + ([(600 + 10.5 * 60000 / 128, T.BEAT)] if p == 0 else []))  # one off-beat marker
+    found = consensus_markers(passes)
+    assert [kind for _, kind in found] == [kind for _, kind in truth]
+    assert np.abs(np.array([t for t, _ in found]) - [t for t, _ in truth]).max() < 3
+    [redline] = markers_to_timing_points(found)
+    assert bpm(redline) == 128
+
+
+# ---------------------------------------------------------------------------------------------
+# build_beatmap
+
+def template(mode: int = 0, timing_points=("0,500,4,2,0,60,1,0",), **difficulty: str):
+    """Settings and redlines only; build_beatmap ignores the template's own objects."""
+    return parse_beatmap(osu_text(mode, timing_points=timing_points, difficulty=difficulty or None))
+
+
+def note(time: float, x: float | None = 256, y: float | None = 192, snap: int | None = 1, **fields) -> Group:
+    return Group(T.CIRCLE, float(time), snap=snap, x=x, y=y, **fields)
+
+
+def slider(time: float, end: float, head: tuple, last: tuple, sv: float, volume: int = 0) -> list[Group]:
+    """A straight slider: head, last anchor at `end` (one span), and its end."""
+    return [Group(T.SLIDER_HEAD, float(time), snap=1, x=head[0], y=head[1], scroll_speed=sv, hitsounds=[[0, volume]]),
+            Group(T.LAST_ANCHOR, float(end), snap=1, x=last[0], y=last[1]),
+            Group(T.SLIDER_END, float(end), snap=1, x=last[0], y=last[1])]
+
+
+def test_tagged_divisor_resnaps_to_an_exact_tick_and_untagged_starts_snap():
+    beatmap = build_beatmap([note(1240, snap=4), note(1337.4, snap=None), note(2003, snap=0)], template())
+    times = [o.time for o in beatmap.hit_objects]
+    assert times[0] == 1125  # 1250 is nearer but is a 1/2 tick
+    assert abs(times[1] - (1000 + 500 * 2 / 3)) < 2 and times[2] == 2000
+    assert all(beatmap.timing.snap_divisor(t, 16, 2.0) for t in times)
+    assert validity_problems(beatmap) == []
+
+
+def test_anchors_follow_their_resnapped_head():
+    # The head resnaps from 995 to 1000; its anchor, decoded at 995 too, must not end up before it.
+    groups = [Group(T.SLIDER_HEAD, 995.0, snap=1, x=100, y=100, scroll_speed=0.8),
+              Group(T.BEZIER_ANCHOR, 995.0, x=150, y=50),
+              Group(T.LAST_ANCHOR, 1495.0, snap=1, x=200, y=100), Group(T.SLIDER_END, 1495.0, snap=1, x=200, y=100)]
+    [obj] = build_beatmap(groups, template()).hit_objects
+    assert (obj.time, obj.curve_type, obj.curve_points) == (1000, "B", [(150, 50), (200, 100)])
+    assert obj.end_time == pytest.approx(1500)
+
+
+def test_near_perfect_overlaps_take_the_earlier_position():
+    groups = [note(1000, 100, 100), note(1500, 102.5, 101), note(2000, 110, 100), note(3500, 101, 102)]
+    snapped = build_beatmap(groups, template()).hit_objects
+    assert [(o.x, o.y) for o in snapped] == [(100, 100), (100, 100), (110, 100), (101, 102)]  # last: >1 s later
+    unsnapped = build_beatmap(groups, template(), snap_overlaps=False).hit_objects
+    assert (unsnapped[1].x, unsnapped[1].y) == (102.5, 101)
+    assert groups[1].x == 102.5  # the input is not changed
+
+
+def test_distance_only_positions_are_on_the_playfield_and_seeded():
+    distances = [200, 300, 150, 0, 250, 640]
+    groups = [note(1000 + 500 * i, None, None, distance=d) for i, d in enumerate(distances)]
+    runs = [[(o.x, o.y) for o in build_beatmap(groups, template(), seed=s).hit_objects] for s in (1, 1, 2)]
+    assert runs[0] == runs[1] and runs[0] != runs[2]
+    positions = [(256.0, 192.0)] + runs[0]
+    for d, a, b in zip(distances[:-1], positions, positions[1:]):
+        assert math.dist(a, b) == pytest.approx(d)
+        assert 0 <= b[0] <= 512 and 0 <= b[1] <= 384
+    far = positions[-1]  # nothing on the playfield is 640 px away: the fallback corner
+    assert far in ((0.0, 0.0), (512.0, 384.0))
+
+
+def test_no_distance_and_no_position_repeats_the_previous_position_and_positions_are_clamped():
+    objects = build_beatmap([note(1000, 600, -20), note(1500, None, None)], template()).hit_objects
+    assert [(o.x, o.y) for o in objects] == [(512, 0), (512, 0)]
+
+
+def green_at(beatmap, time):
+    return [p for p in beatmap.timing_points if not p.uninherited and p.time == time]
+
+
+def test_far_too_short_slider_gets_a_lower_sv_then_a_stretch():
+    # Needs SV * 1000 ms * 100 / 500 ms * 1.4 = 280 px; the path is 50 px: SV 0.2 (56 px), stretched 1.12x.
+    beatmap = build_beatmap(slider(1000, 2000, (100, 200), (150, 200), sv=1.0), template())
+    [obj] = beatmap.hit_objects
+    [green] = green_at(beatmap, 1000)
+    assert green.slider_velocity == pytest.approx(0.2)
+    assert obj.length == pytest.approx(56) and obj.curve_points == [pytest.approx((156, 200))]
+    assert obj.end_time == pytest.approx(2000)
+    assert validity_problems(beatmap) == []
+
+
+def test_slightly_short_slider_is_stretched_about_its_head():
+    beatmap = build_beatmap(slider(1000, 2000, (100, 200), (150, 200), sv=0.25), template())
+    [obj] = beatmap.hit_objects
+    assert green_at(beatmap, 1000)[0].slider_velocity == pytest.approx(0.25)
+    assert obj.length == pytest.approx(70) and obj.curve_points == [pytest.approx((170, 200))]
+
+
+def test_slider_is_kept_on_the_playfield():
+    # Stretching to 70 px would end at x = 520: shrunk to 506, and the SV lowered so osu! does not extend it.
+    beatmap = build_beatmap(slider(1000, 2000, (450, 200), (500, 200), sv=0.25), template())
+    [obj] = beatmap.hit_objects
+    assert obj.path().polyline[:, 0].max() <= 512
+    assert green_at(beatmap, 1000)[0].slider_velocity == pytest.approx(0.2)
+    assert obj.curve_points == [pytest.approx((506, 200))]
+    assert validity_problems(beatmap) == []
+
+
+def test_duplicate_objects_are_dropped_whole():
+    groups = [note(1000, 100, 100), note(1004, 300, 300, snap=1),  # resnaps to 1000 as well
+              note(2000, 50, 50), *slider(2000, 2500, (200, 200), (300, 200), sv=1.0),
+              Group(T.SPINNER, 3000.0, snap=1), Group(T.SPINNER_END, 3500.0, snap=1), note(3000)]
+    objects = build_beatmap(groups, template()).hit_objects
+    assert [(o.kind, o.time, o.x) for o in objects] == [("circle", 1000, 100), ("circle", 2000, 50), ("spinner", 3000, 256)]
+
+
+def test_mania_duplicates_and_notes_inside_holds_are_dropped():
+    def column(kind, time, col):
+        return Group(kind, float(time), snap=1, column=col)
+
+    groups = [column(T.CIRCLE, 1000, 0), column(T.CIRCLE, 1000, 0), column(T.CIRCLE, 1000, 1),
+              column(T.HOLD_NOTE, 1000, 2), column(T.CIRCLE, 1500, 2), column(T.HOLD_NOTE, 1500, 2),
+              column(T.HOLD_NOTE_END, 2000, 2), column(T.CIRCLE, 2000, 2), column(T.HOLD_NOTE_END, 2500, 2),
+              column(T.CIRCLE, 2500, 2), column(T.CIRCLE, 3000, 2)]
+    beatmap = build_beatmap(groups, template(3, CircleSize="4"))
+    # Nested holds pair as groups_to_beatmap pairs them: the newer start takes the first end.
+    assert [(o.kind, o.time, o.x, o.end_time) for o in beatmap.hit_objects] == [
+        ("circle", 1000, 64, None), ("circle", 1000, 192, None), ("hold", 1000, 320, 2500), ("circle", 3000, 320, None)]
+    assert validity_problems(beatmap) == []
+
+
+def test_volumes_become_greenlines_in_std():
+    groups = [Group(T.KIAI, 500.0, value=1, snap=1), note(1000, hitsounds=[[0, 80]]), note(1500, hitsounds=[[0, 80]]),
+              note(2000, hitsounds=[[0, 40]]), note(2500), *slider(3000, 3500, (100, 100), (200, 100), 0.5, volume=90)]
+    beatmap = build_beatmap(groups, template())
+    points = [(p.time, p.beat_length, p.volume, p.uninherited, p.kiai) for p in beatmap.timing_points]
+    assert points == [(0, 500, 60, True, False), (500, -100, 60, False, True), (1000, -100, 80, False, True),
+                      (2000, -100, 40, False, True), (3000, -200, 90, False, True)]
+    assert all(o.sample.volume == 0 for o in beatmap.hit_objects)
+    assert validity_problems(beatmap) == []
+
+
+def test_volumes_stay_on_mania_notes():
+    groups = [Group(T.CIRCLE, 1000.0, snap=1, column=0, hitsounds=[[0, 80]]),
+              Group(T.CIRCLE, 1500.0, snap=1, column=1, hitsounds=[[0, 40]])]
+    beatmap = build_beatmap(groups, template(3, CircleSize="4"))
+    assert [o.sample.volume for o in beatmap.hit_objects] == [80, 40]
+    assert [p.time for p in beatmap.timing_points] == [0]
+
+
+def test_default_redline_and_no_greenlines_before_the_first_redline():
+    no_redline = template(timing_points=("0,-100,4,2,0,60,0,0",))
+    assert [(p.time, p.beat_length, p.uninherited) for p in build_beatmap([note(1000)], no_redline).timing_points] \
+        == [(0, 500, True)]
+    late = build_beatmap([Group(T.KIAI, 200.0, value=1), note(1500, hitsounds=[[0, 80]])],
+                         template(timing_points=("1000,500,4,2,0,60,1,0",)))
+    assert [p.time for p in late.timing_points] == [1000, 1500]
+
+
+@pytest.mark.parametrize("mode", [0, 1, 3])
+def test_token_round_trip_builds_a_valid_map(tokenizer, mode):
+    objects = {
+        0: [circle(100, 100, 1000), circle(300, 200, 1500, new_combo=True),
+            "200,300,2000,2,0,B|250,250|300,300,1,100,0|0,0:0|0:0,0:0:0:0:", "256,192,3000,12,0,4000,0:0:0:0:"],
+        1: [circle(256, 192, 1000), circle(256, 192, 1250, hitsound=2), "256,192,1500,2,0,L|400:192,1,140",
+            "256,192,2500,12,0,3500,0:0:0:0:"],
+        3: [mania_note(0, 4, 1000), mania_note(3, 4, 1000), mania_hold(1, 4, 1250, 2000), mania_note(2, 4, 1500)],
+    }[mode]
+    original = parse_beatmap(osu_text(mode, objects))
+    groups = []
+    for _, start, ids in tokenize_windows(original, tokenizer):
+        groups += events_to_groups(tokenizer.decode_many(ids), tokenizer, start)
+    rebuilt = build_beatmap(groups, original)
+    assert validity_problems(rebuilt) == []
+    assert [(o.kind, o.time) for o in rebuilt.hit_objects] == [(o.kind, o.time) for o in original.hit_objects]
+
+
+# ---------------------------------------------------------------------------------------------
+# validity
+
+@pytest.fixture
+def good():
+    return parse_beatmap(osu_text(0, [circle(100, 100, 1000), "200,300,1500,2,0,L|300:300,1,100,0|0,0:0|0:0,0:0:0:0:",
+                                      circle(256, 192, 2250)], ["0,500,4,2,0,60,1,0", "1500,-100,4,2,0,60,0,0"]))
+
+
+def test_a_good_beatmap_has_no_problems(good, tmp_path):
+    assert validity_problems(good) == []
+    path = tmp_path / "good.osu"
+    path.write_text(format_beatmap(good), encoding="utf-8")
+    assert validity_problems_file(path) == []
+
+
+def broken(beatmap, change):
+    beatmap = copy.deepcopy(beatmap)
+    change(beatmap)
+    return beatmap
+
+
+@pytest.mark.parametrize("change, expected", [
+    (lambda b: setattr(b, "timing_points", b.timing_points[1:]), "no uninherited"),
+    (lambda b: b.timing_points.reverse(), "Timing points go back in time"),
+    (lambda b: setattr(b.timing_points[0], "beat_length", math.nan), "impossible beat length"),
+    (lambda b: setattr(b.timing_points[0], "beat_length", -500.0), "impossible beat length"),
+    (lambda b: b.hit_objects.reverse(), "start before the object listed ahead"),
+    (lambda b: b.hit_objects.append(HitObject(256, 192, 3000, "spinner", end_time=2500)), "end before they start"),
+    (lambda b: setattr(b.hit_objects[0], "x", 600.0), "outside the 512x384 playfield"),
+    (lambda b: setattr(b.hit_objects[1], "length", 400.0), "outside the 512x384 playfield"),  # the path runs off
+    (lambda b: setattr(b.hit_objects[2], "time", 1500), "same time as another object"),
+    (lambda b: setattr(b.hit_objects[2], "time", 2263), "not within 2 ms of a 1/1 to 1/16 tick"),
+    (lambda b: setattr(b, "hit_objects", []), "Our reader rejects"),
+])
+def test_each_problem_is_reported(good, change, expected):
+    problems = validity_problems(broken(good, change))
+    assert len(problems) == 1 and expected in problems[0], problems
+
+
+def test_an_unreadable_file_is_one_problem(tmp_path):
+    path = tmp_path / "bad.osu"
+    path.write_text("not a beatmap", encoding="utf-8")
+    [problem] = validity_problems_file(path)
+    assert "not an osu! beatmap" in problem
+
+
+# ---------------------------------------------------------------------------------------------
+# .osz
+
+def test_osz_holds_the_map_audio_and_background(good, tmp_path):
+    audio, background = tmp_path / "song.mp3", tmp_path / "bg.jpg"
+    audio.write_bytes(b"ID3 fake audio \x00\x01\x02" * 100)
+    background.write_bytes(b"\xff\xd8 fake jpeg")
+    osz = tmp_path / "out" / "map.osz"
+    osz.parent.mkdir()
+    text = format_beatmap(good)
+    write_osz(osz, "Artist - Title (pytest) [Hard].osu", text, audio, background)
+    with zipfile.ZipFile(osz) as archive:
+        assert sorted(archive.namelist()) == ["Artist - Title (pytest) [Hard].osu", "bg.jpg", "song.mp3"]
+        assert archive.read("song.mp3") == audio.read_bytes() and archive.read("bg.jpg") == background.read_bytes()
+        again = parse_beatmap(archive.read("Artist - Title (pytest) [Hard].osu"))
+    assert again.hit_objects == good.hit_objects
+    assert sorted(p.name for p in osz.parent.iterdir()) == ["map.osz"]  # no temporary file left
+
+
+def test_osz_refuses_to_overwrite_and_reports_missing_audio(good, tmp_path):
+    audio = tmp_path / "song.ogg"
+    audio.write_bytes(b"OggS")
+    osz = tmp_path / "map.osz"
+    osz.write_bytes(b"user's file")
+    with pytest.raises(BeatmapError, match="already exists"):
+        write_osz(osz, "map.osu", "text", audio)
+    assert osz.read_bytes() == b"user's file"
+    write_osz(osz, "map.osu", "text", audio, overwrite=True)
+    assert zipfile.ZipFile(osz).read("map.osu") == b"text"
+    with pytest.raises(BeatmapError, match="file not found"):
+        write_osz(tmp_path / "other.osz", "map.osu", "text", tmp_path / "missing.ogg")
+    with pytest.raises(BeatmapError, match="plain file name"):
+        write_osz(tmp_path / "other.osz", "../escape.osu", "text", audio)
+    assert not (tmp_path / "other.osz").exists()
+
+
+# ---------------------------------------------------------------------------------------------
+# partial remapping
+
+def test_merge_partial_replaces_only_the_range_and_restores_the_timing_after_it():
+    reference = parse_beatmap(osu_text(0, [circle(10 * k, 20 * k, 1000 + 500 * k, hitsound=2) for k in range(9)],
+                                       ["0,500,4,2,0,60,1,0", "2500,-200,4,2,0,60,0,0"]))
+    generated = parse_beatmap(osu_text(0, [circle(400, 300, t) for t in (1750, 2000, 2250, 3000, 4500)],
+                                       ["0,500,4,2,0,60,1,0", "1500,-50,4,2,0,80,0,1"]))
+    before = (format_beatmap(reference), format_beatmap(generated))
+    merged = merge_partial(reference, generated, 2000, 3000)
+    assert (format_beatmap(reference), format_beatmap(generated)) == before
+
+    lines = format_beatmap(merged).split("[HitObjects]\n")[1].splitlines()
+    reference_lines = format_beatmap(reference).split("[HitObjects]\n")[1].splitlines()
+    kept = [line for line, o in zip(reference_lines, reference.hit_objects) if not 2000 <= o.time <= 3000]
+    assert [line for line in lines if line in reference_lines] == kept
+    assert [(o.time, o.x) for o in merged.hit_objects if 2000 <= o.time <= 3000] == [(2000, 400), (2250, 400), (3000, 400)]
+    # Entering the range takes the generated SV 2 / volume 80 / kiai; leaving it restores SV 0.5 / volume 60.
+    points = [(p.time, p.beat_length, p.volume, p.kiai, p.uninherited) for p in merged.timing_points]
+    assert points == [(0, 500, 60, False, True), (2000, -50, 80, True, False), (3500, -200, 60, False, False)]
+    assert validity_problems(merged) == []
