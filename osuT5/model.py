@@ -16,6 +16,7 @@ from torch import nn
 from transformers import PretrainedConfig, PreTrainedModel, WhisperConfig, WhisperForConditionalGeneration
 from transformers.audio_utils import mel_filter_bank
 from transformers.modeling_outputs import BaseModelOutput, Seq2SeqLMOutput
+from transformers.utils import logging as transformers_logging
 
 from tokenizer.events import EventType
 from tokenizer.vocabulary import EOS, PAD, SOS, Tokenizer
@@ -195,6 +196,7 @@ def load_model(folder: str | os.PathLike, device: str | torch.device = "cpu",
     for name in ("config.json", "model.safetensors", "tokenizer.json"):
         if not (folder / name).is_file():
             raise FileNotFoundError(f"{folder} is not a model folder: {name} is missing")
+    transformers_logging.disable_progress_bar()  # a per-tensor "Loading weights" bar is noise for users
     model = Mapperatorinator.from_pretrained(folder, dtype=dtype, local_files_only=True)
     return model.to(device).eval(), Tokenizer.load(folder / "tokenizer.json")
 

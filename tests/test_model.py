@@ -7,7 +7,8 @@ import torch
 import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 
-from osuT5.generate import greedy_decode
+from osuT5.generate import WindowRules, decode_window
+from osuT5.logits import SamplingConfig, TokenKinds
 from osuT5.model import IGNORE_INDEX, Mapperatorinator, load_model, model_config, pad_to_window, save_model
 from tokenizer.events import EventType
 
@@ -109,10 +110,12 @@ def test_pad_to_window():
     assert float(pad_to_window(torch.ones(10), 16)[10:].abs().sum()) == 0.0
 
 
-def test_greedy_decode_with_cache_matches_full_recompute(small_model):
+def test_greedy_decode_with_cache_matches_full_recompute(small_model, tokenizer):
     audio = sine(300.0, small_model.config.window_samples)
     prompt = [5, 1]
-    cached = greedy_decode(small_model, audio, prompt, max_new_tokens=12)
+    rules = WindowRules(eos_ids=frozenset({-1}), max_new_tokens=12)  # nothing stops it early
+    sampling = SamplingConfig(do_sample=False)
+    cached = decode_window(small_model, small_model.encode(audio[None]), [prompt], TokenKinds(tokenizer), rules, sampling)
     ids = list(prompt)
     with torch.no_grad():
         for _ in range(len(cached)):

@@ -17,10 +17,11 @@ from safetensors.torch import load_file
 
 from osuT5.audio import AudioCache
 from osuT5.dataset import DatasetOptions, WindowDataset, load_records, mapper_index
-from osuT5.generate import greedy_decode
+from osuT5.generate import WindowRules, decode_window
+from osuT5.logits import SamplingConfig, TokenKinds
 from osuT5.model import Mapperatorinator, load_model, model_config
 from osuT5.sources import find_beatmaps
-from tokenizer.vocabulary import SOS, Tokenizer
+from tokenizer.vocabulary import EOS, SOS, Tokenizer
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = ["model.backbone.d_model=64", "model.backbone.encoder_layers=1", "model.backbone.decoder_layers=1",
@@ -70,8 +71,10 @@ def test_overfit_one_window_then_greedy_decode_it_exactly(synthetic_corpus, tmp_
     model.eval()
     full = example["decoder_input_ids"].tolist() + [int(example["labels"][-1])]
     sos = full.index(SOS)
-    decoded = greedy_decode(model, audio, full[:sos + 1], max_new_tokens=len(full))
-    assert decoded == full[sos + 1:], f"loss {loss.item():.4f} after {step + 1} steps"
+    rules = WindowRules(eos_ids=frozenset({EOS}), max_new_tokens=len(full))
+    decoded = decode_window(model, model.encode(audio[None]), [full[:sos + 1]], TokenKinds(tokenizer), rules,
+                            SamplingConfig(do_sample=False))
+    assert decoded + [EOS] == full[sos + 1:], f"loss {loss.item():.4f} after {step + 1} steps"
     assert len(decoded) > 40  # a real window: timing, map and context markers
 
 

@@ -26,7 +26,7 @@ def beatmap_to_groups(beatmap: Beatmap, config: TokenizerConfig) -> dict[Context
     timing = beatmap.timing
     end = song_end(beatmap)
     return {
-        ContextType.TIMING: _timing_groups(timing, end, config),
+        ContextType.TIMING: timing_groups(timing, end, config),
         ContextType.KIAI: _kiai_groups(beatmap, timing),
         ContextType.MAP: _MapEncoder(beatmap, timing, config).encode(),
         ContextType.SV: _sv_groups(beatmap, timing, end) if beatmap.mode == 3 else [],
@@ -109,7 +109,7 @@ def scroll_speed_ratio(beatmap: Beatmap) -> float:
 
 
 # -- streams ----------------------------------------------------------------------------------------
-def _timing_groups(timing: Timing, end: float, config: TokenizerConfig) -> list[Group]:
+def timing_groups(timing: Timing, end: float, config: TokenizerConfig) -> list[Group]:
     groups = []
     for time, k, meter in timing.beats(end):
         kind = T.TIMING_POINT if k == 0 and config.add_timing_points else T.MEASURE if k % meter == 0 else T.BEAT

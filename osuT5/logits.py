@@ -1,0 +1,136 @@
+"""Logits processors for generation (reference notes §4.4), applied in this order to one row of logits:
+
+guidance → monotonic time → conditional temperature → lookback bias → top-k / top-p → choose.
+
+Each works on a 1-D tensor over the output vocabulary and returns a new one; `TokenKinds` knows
+which ids are times and which are the type tokens the rules look at.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from tokenizer.events import GROUP_TYPES, EventType
+from tokenizer.vocabulary import Tokenizer
+
+T = EventType
+NEG_INF = float("-inf")
+
+
+@dataclass
+class SamplingConfig:
+    """How tokens are drawn; upstream v29 defaults (temperature and top-p 0.9, timing temperature 0.1)."""
+    do_sample: bool = True
+    temperature: float = 0.9
+    timing_temperature: float = 0.1
+    mania_column_temperature: float = 0.8
+    taiko_hit_temperature: float = 0.8
+    top_p: float = 0.9
+    top_k: int = 0
+    cfg_scale: float = 1.0
+    gamemode: int = 0  # the column temperature applies to mania only, the hit temperature to taiko only
+
+
+class TokenKinds:
+    """Id ranges and id sets of one vocabulary that the processors need."""
+
+    def __init__(self, tokenizer: Tokenizer):
+        self.time_start = tokenizer.event_start[T.TIME_SHIFT]
+        self.time_end = tokenizer.event_end[T.TIME_SHIFT]
+        present = lambda types: {tokenizer.event_start[t] for t in types if t in tokenizer.event_start}
+        self.group_types = present(GROUP_TYPES)  # ids of type tokens (all of these have range size 1 or 2)
+        self.group_types |= {tokenizer.event_start[T.KIAI] + 1} if T.KIAI in tokenizer.event_start else set()
+        self.beat_types = present((T.BEAT, T.MEASURE, T.TIMING_POINT))
+        self.mania_types = present((T.CIRCLE, T.HOLD_NOTE, T.HOLD_NOTE_END)) if T.COLUMN in tokenizer.event_start else set()
+        self.context_starts = frozenset(tokenizer.context_sos.values())
+        self.scroll_speed = (tokenizer.event_start.get(T.SCROLL_SPEED, -1), tokenizer.event_end.get(T.SCROLL_SPEED, -1))
+
+    def is_time(self, token: int) -> bool:
+        return self.time_start <= token < self.time_end
+
+    def time_value(self, token: int) -> int:
+        return token - self.time_start
+
+
+def guidance(logits: torch.Tensor, scale: float) -> torch.Tensor:
+    """Classifier-free guidance over a (2, vocab) batch: row 0 is the conditional (positive) prompt,
+    row 1 the unconditional (negative) one; returns uncond + scale * (cond - uncond) in log-probabilities."""
+    log_probs = torch.log_softmax(logits.float(), dim=-1)
+    cond, uncond = log_probs[0], log_probs[1]
+    return uncond + scale * (cond - uncond)
+
+
+def monotonic_time(logits: torch.Tensor, kinds: TokenKinds, last_time: int | None) -> torch.Tensor:
+    """Ban TIME_SHIFT values below the last one in the current context: times never go backwards."""
+    if last_time is None or last_time <= 0:
+        return logits
+    logits = logits.clone()
+    logits[kinds.time_start:kinds.time_start + last_time] = NEG_INF
+    return logits
+
+
+def conditional_temperature(logits: torch.Tensor, kinds: TokenKinds, history: list[int], sampling: SamplingConfig) -> torch.Tensor:
+    """Divide by the temperature for what comes next: a beat's time, a mania column, a taiko hit, or anything else."""
+    temperature = sampling.temperature
+    previous = history[-1] if history else -1
+    low, high = kinds.scroll_speed
+    if previous in kinds.beat_types:
+        temperature = sampling.timing_temperature
+    elif sampling.gamemode == 3 and len(history) >= 3 and history[-3] in kinds.mania_types:
+        temperature = sampling.mania_column_temperature
+    elif sampling.gamemode == 1 and low <= previous < high:
+        temperature = sampling.taiko_hit_temperature
+    if temperature <= 0:  # zero temperature: keep only the best token
+        best = int(logits.argmax())
+        out = torch.full_like(logits, NEG_INF)
+        out[best] = 0.0
+        return out
+    return logits / temperature
+
+
+def lookback_bias(logits: torch.Tensor, kinds: TokenKinds, history: list[int], lookback_steps: int) -> torch.Tensor:
+    """After a type token, time values inside the prefilled lookback are impossible: their probability
+    mass moves onto time 0, which ends the window (the model "should have stopped" one step earlier)."""
+    if lookback_steps <= 0 or not history or history[-1] not in kinds.group_types:
+        return logits
+    start = kinds.time_start
+    logits = logits.clone()
+    mass = torch.logsumexp(logits[start:start + lookback_steps], dim=0)
+    logits[start:start + lookback_steps] = NEG_INF
+    logits[start] = mass
+    return logits
+
+
+def top_k_top_p(logits: torch.Tensor, top_k: int, top_p: float) -> torch.Tensor:
+    """Keep the top_k best tokens (0: all), then the smallest set whose probability reaches top_p (1: all)."""
+    logits = logits.clone()
+    if 0 < top_k < logits.numel():
+        threshold = torch.topk(logits, top_k).values[-1]
+        logits[logits < threshold] = NEG_INF
+    if 0 < top_p < 1:
+        ordered, order = torch.sort(logits, descending=True)
+        cumulative = torch.softmax(ordered, dim=-1).cumsum(dim=-1)
+        drop = cumulative - torch.softmax(ordered, dim=-1) >= top_p  # keep the token that crosses top_p
+        logits[order[drop]] = NEG_INF
+    return logits
+
+
+def choose(logits: torch.Tensor, do_sample: bool, generator: torch.Generator | None) -> int:
+    if not do_sample:
+        return int(logits.argmax())
+    probs = torch.softmax(logits.float(), dim=-1)
+    return int(torch.multinomial(probs, 1, generator=generator))
+
+
+def next_token(logits: torch.Tensor, kinds: TokenKinds, history: list[int], sampling: SamplingConfig,
+               last_time: int | None, lookback_steps: int, generator: torch.Generator | None) -> int:
+    """One token from (1 or 2, vocab) logits: all processors in upstream order, then sampling or argmax."""
+    row = guidance(logits, sampling.cfg_scale) if logits.shape[0] == 2 else logits[0].float()
+    row = monotonic_time(row, kinds, last_time)
+    if sampling.do_sample:
+        row = conditional_temperature(row, kinds, history, sampling)
+    row = lookback_bias(row, kinds, history, lookback_steps)
+    if sampling.do_sample:
+        row = top_k_top_p(row, sampling.top_k, sampling.top_p)
+    return choose(row, sampling.do_sample, generator)
