@@ -1,0 +1,496 @@
+"""The generation pipeline behind inference.py: check the request, run the passes, write the files.
+
+Arguments are resolved once into `Request` (reference notes §4.1): a reference beatmap fills what
+the user left unset, every value is range-checked, and the output folder is proven writable before
+any model work starts, so bad input costs a second and never leaves a half-written file.
+"""
+from __future__ import annotations
+
+import os
+import random
+import re
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from postprocess.beatmap import build_beatmap
+from postprocess.merge import merge_partial
+from postprocess.package import write_osz
+from postprocess.timing import consensus_markers, markers_to_timing_points
+from tokenizer.check import star_rating
+from tokenizer.encode import beatmap_to_groups, hold_note_ratio, is_hitsounded, scroll_speed_ratio, timing_groups
+from tokenizer.events import ContextType, EventType, Group
+from tokenizer.osu_file import Beatmap, BeatmapError, format_beatmap, read_beatmap, write_beatmap
+from tokenizer.timing import Timing, TimingPoint
+from tokenizer.vocabulary import Tokenizer
+
+from .audio import DEFAULT_SAMPLE_RATE, AudioError, load_audio
+from .generate import ContextPlan, Generator
+from .logits import SamplingConfig
+from .model import load_model
+from .sequence import BeatmapMetadata
+
+T = EventType
+AUDIO_EXTENSIONS = (".mp3", ".ogg", ".wav", ".flac", ".opus", ".m4a", ".aac")
+IN_CONTEXTS = ("NONE", "TIMING", "KIAI", "MAP", "SV", "GD", "NO_HS")
+OUT_CONTEXTS = ("TIMING", "KIAI", "MAP", "SV")
+PRECISIONS = ("fp32", "bf16", "fp16", "amp")
+SILENCE = 1e-4  # peak amplitude below which a file counts as silent (before normalisation it is all zeros)
+TAG_KEYS = ("model_path", "gamemode", "difficulty", "mapper_id", "year", "descriptors", "negative_descriptors",
+            "cfg_scale", "temperature", "timing_temperature", "top_p", "top_k", "super_timing", "in_context",
+            "output_type", "start_time", "end_time", "seed")
+
+
+class InferenceError(Exception):
+    """A request that cannot be carried out; the message is one sentence for the user."""
+
+
+@dataclass
+class Request:
+    """A checked, fully resolved generation request."""
+    cfg: DictConfig
+    audio_path: Path
+    output_dir: Path
+    reference: Beatmap | None
+    reference_path: Path | None
+    mode: int
+    metadata: BeatmapMetadata
+    settings: dict[str, str]  # [Difficulty] values as written
+    names: dict[str, str]  # [Metadata] values
+    seed: int
+    in_context: list[str]
+    output_type: list[str]
+    preview_time: int
+    background: str | None
+
+
+@dataclass
+class Result:
+    beatmap: Beatmap
+    osu_path: Path
+    osz_path: Path | None
+    seconds: float
+    tokens: int
+    stars: float
+    bpm: float
+
+    def summary(self) -> str:
+        where = self.osz_path or self.osu_path
+        return (f"{len(self.beatmap.hit_objects)} objects, {self.stars:.2f}*, {self.bpm:g} BPM -> {where} "
+                f"in {self.seconds:.1f} s ({self.tokens / max(self.seconds, 1e-9):.0f} tokens/s)")
+
+
+# -- resolving the request ------------------------------------------------------------------------
+def resolve(cfg: DictConfig) -> Request:
+    """Check every argument and fill unset ones from the reference beatmap or the defaults."""
+    reference, reference_path = _reference(cfg)
+    audio_path = _audio_path(cfg, reference, reference_path)
+    ref = reference
+    mode = _pick(cfg.gamemode, ref.mode if ref else None, 0)
+    _check(mode in (0, 1, 2, 3), f"gamemode must be 0 (osu!), 1 (taiko), 2 (catch) or 3 (mania), not {mode}")
+    difficulty = _pick(cfg.difficulty, _stars(ref) if ref and ref.mode == mode else None, None)
+    _check(difficulty is None or 0 <= difficulty <= 20, f"difficulty must be a star rating from 0 to 20, not {difficulty}")
+    keycount = int(_pick(cfg.keycount, ref.keycount if ref and ref.mode == 3 else None, 4))
+    _check(1 <= keycount <= 18, f"keycount must be from 1 to 18, not {keycount}")
+    circle_size = _pick(cfg.circle_size, ref.cs if ref and ref.mode != 3 else None, 4.0)
+    values = {
+        "hp_drain_rate": _pick(cfg.hp_drain_rate, ref.hp if ref else None, 5.0),
+        "circle_size": circle_size,
+        "overall_difficulty": _pick(cfg.overall_difficulty, ref.od if ref else None, 8.0),
+        "approach_rate": _pick(cfg.approach_rate, ref.ar if ref else None, 9.0),
+    }
+    for name, value in values.items():
+        _check(0 <= value <= 10, f"{name} must be from 0 to 10, not {value}")
+    slider_multiplier = _pick(cfg.slider_multiplier, ref.slider_multiplier if ref else None, 1.4)
+    _check(0.4 <= slider_multiplier <= 3.6, f"slider_multiplier must be from 0.4 to 3.6, not {slider_multiplier}")
+    tick_rate = _pick(cfg.slider_tick_rate, ref.slider_tick_rate if ref else None, 1.0)
+    _check(0.5 <= tick_rate <= 8, f"slider_tick_rate must be from 0.5 to 8, not {tick_rate}")
+    ratios = {}
+    for name, compute in (("hold_note_ratio", hold_note_ratio), ("scroll_speed_ratio", scroll_speed_ratio)):
+        from_reference = compute(ref) if ref and ref.mode == mode and ref.hit_objects else None
+        ratios[name] = _pick(cfg[name], from_reference, None)
+        _check(ratios[name] is None or 0 <= ratios[name] <= 1, f"{name} must be from 0 to 1, not {ratios[name]}")
+    year = cfg.year
+    _check(year is None or 2007 <= int(year) <= 2100, f"year must be 2007 or later, not {year}")
+    _check_sampling(cfg)
+    in_context, output_type = _contexts(cfg, reference)
+    start, end = cfg.start_time, cfg.end_time
+    _check(start is None or start >= 0, f"start_time must be 0 or more, not {start}")
+    _check(start is None or end is None or end > start, f"end_time ({end}) must be after start_time ({start})")
+    _check(not cfg.add_to_beatmap or reference is not None, "add_to_beatmap needs beatmap_path, the map to add to")
+    _check(not cfg.overwrite_reference_beatmap or cfg.add_to_beatmap,
+           "overwrite_reference_beatmap only applies with add_to_beatmap=true")
+    seed = int(cfg.seed) if cfg.seed is not None else random.randint(0, 65535)
+    hitsounded = _pick(cfg.hitsounded, is_hitsounded(ref) if ref else None, True)
+    metadata = BeatmapMetadata(
+        mode=mode, star_rating=difficulty, mapper=None if cfg.mapper_id is None else str(cfg.mapper_id),
+        year=None if year is None else int(year), hitsounded=bool(hitsounded), slider_multiplier=slider_multiplier,
+        circle_size=circle_size, keycount=keycount, hold_note_ratio=ratios["hold_note_ratio"],
+        scroll_speed_ratio=ratios["scroll_speed_ratio"], descriptors=list(cfg.descriptors) or None,
+    )
+    settings = {
+        "HPDrainRate": _number(values["hp_drain_rate"]),
+        "CircleSize": _number(keycount if mode == 3 else circle_size),
+        "OverallDifficulty": _number(values["overall_difficulty"]),
+        "ApproachRate": _number(values["approach_rate"]),
+        "SliderMultiplier": _number(slider_multiplier),
+        "SliderTickRate": _number(tick_rate),
+    }
+    output_dir = _output_dir(cfg, audio_path, reference_path)
+    return Request(cfg, audio_path, output_dir, reference, reference_path, mode, metadata, settings,
+                   _names(cfg, ref, audio_path, difficulty), seed, in_context, output_type,
+                   int(_pick(cfg.preview_time, _int_or_none(ref.general.get("PreviewTime")) if ref else None, -1)),
+                   cfg.background if cfg.background is not None else (ref.background if ref else None))
+
+
+def _check(condition: bool, message: str) -> None:
+    if not condition:
+        raise InferenceError(message)
+
+
+def _pick(value, from_reference, default):
+    """The user's value, else the reference's, else the default."""
+    if value is not None:
+        return value
+    return from_reference if from_reference is not None else default
+
+
+def _number(value: float) -> str:
+    return f"{float(value):g}"
+
+
+def _int_or_none(text: str | None) -> int | None:
+    try:
+        return int(float(text))
+    except (TypeError, ValueError):
+        return None
+
+
+def _stars(beatmap: Beatmap) -> float | None:
+    return star_rating(beatmap) if beatmap.hit_objects else None
+
+
+def _reference(cfg: DictConfig) -> tuple[Beatmap | None, Path | None]:
+    if cfg.beatmap_path is None:
+        return None, None
+    path = Path(str(cfg.beatmap_path)).expanduser()
+    _check(path.is_file(), f"beatmap_path {path} does not exist")
+    _check(path.suffix.lower() == ".osu", f"beatmap_path {path} is not a .osu file")
+    try:
+        beatmap = read_beatmap(path)
+    except BeatmapError as e:
+        raise InferenceError(f"beatmap_path is not a usable beatmap: {e}") from None
+    _check(bool(beatmap.hit_objects) or bool(beatmap.timing_points), f"beatmap_path {path} has no timing points and no hit objects")
+    return beatmap, path
+
+
+def _audio_path(cfg: DictConfig, reference: Beatmap | None, reference_path: Path | None) -> Path:
+    if cfg.audio_path is not None:
+        path = Path(str(cfg.audio_path)).expanduser()
+    elif reference is not None and reference.general.get("AudioFilename"):
+        path = reference_path.parent / reference.general["AudioFilename"].strip()
+    else:
+        raise InferenceError("give audio_path=SONG (or beatmap_path=MAP whose audio file is next to it)")
+    _check(path.is_file(), f"audio file {path} does not exist")
+    _check(path.suffix.lower() in AUDIO_EXTENSIONS,
+           f"{path.name} is not a supported audio format (use {', '.join(AUDIO_EXTENSIONS)})")
+    return path
+
+
+def _check_sampling(cfg: DictConfig) -> None:
+    _check(cfg.cfg_scale >= 1, f"cfg_scale must be 1 (off) or more, not {cfg.cfg_scale}")
+    for name in ("temperature", "timing_temperature", "mania_column_temperature", "taiko_hit_temperature"):
+        _check(cfg[name] >= 0, f"{name} must be 0 or more, not {cfg[name]}")
+    _check(0 < cfg.top_p <= 1, f"top_p must be above 0 and at most 1, not {cfg.top_p}")
+    _check(cfg.top_k >= 0, f"top_k must be 0 (off) or more, not {cfg.top_k}")
+    _check(0 <= cfg.lookback < 1 and 0 <= cfg.lookahead < 1 and cfg.lookback + cfg.lookahead < 1,
+           "lookback and lookahead must each be from 0 to 1 and together below 1")
+    _check(cfg.max_new_tokens >= 1, f"max_new_tokens must be 1 or more, not {cfg.max_new_tokens}")
+    _check(cfg.timer_iterations >= 1, f"timer_iterations must be 1 or more, not {cfg.timer_iterations}")
+    _check(cfg.timing_leniency > 0, f"timing_leniency must be above 0 ms, not {cfg.timing_leniency}")
+    _check(30 <= cfg.bpm <= 1000, f"bpm must be from 30 to 1000, not {cfg.bpm}")
+    _check(str(cfg.precision) in PRECISIONS, f"precision must be one of {', '.join(PRECISIONS)}, not {cfg.precision}")
+
+
+def _names_list(values, allowed: tuple[str, ...], what: str) -> list[str]:
+    names = [str(v).upper() for v in (values or [])]
+    for name in names:
+        _check(name in allowed, f"{what} {name} is not one of {', '.join(allowed)}")
+    return names
+
+
+def _contexts(cfg: DictConfig, reference: Beatmap | None) -> tuple[list[str], list[str]]:
+    in_context = _names_list(cfg.in_context, IN_CONTEXTS, "in_context")
+    output_type = _names_list(cfg.output_type, OUT_CONTEXTS, "output_type")
+    _check(bool(output_type), "output_type must name at least one of TIMING, KIAI, MAP, SV")
+    needs_reference = [c for c in in_context if c != "NONE"]
+    if needs_reference and reference is None:
+        raise InferenceError(f"in_context {needs_reference[0]} needs beatmap_path, the map to take it from")
+    if cfg.add_to_beatmap:  # a partial remap keeps the reference's timing and kiai
+        in_context = sorted(set(in_context) | {"TIMING", "KIAI"}, key=IN_CONTEXTS.index)
+    return in_context, output_type
+
+
+def _output_dir(cfg: DictConfig, audio_path: Path, reference_path: Path | None) -> Path:
+    if cfg.output_path is not None:
+        folder = Path(str(cfg.output_path)).expanduser()
+    else:
+        folder = reference_path.parent if reference_path is not None else audio_path.parent
+    _check(not folder.exists() or folder.is_dir(), f"output_path {folder} is a file, not a folder")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        probe = folder / f".write-test-{os.getpid()}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as e:
+        raise InferenceError(f"cannot write to the output folder {folder} ({e.strerror or e})") from None
+    return folder
+
+
+def _names(cfg: DictConfig, ref: Beatmap | None, audio_path: Path, difficulty: float | None) -> dict[str, str]:
+    meta = ref.metadata if ref else {}
+    title = _pick(cfg.title, meta.get("Title"), audio_path.stem)
+    artist = _pick(cfg.artist, meta.get("Artist"), "Unknown Artist")
+    version = cfg.version if cfg.version is not None else (
+        f"{meta['Version']} (AI)" if "Version" in meta else f"AI {difficulty:g}*" if difficulty is not None else "AI")
+    return {
+        "Title": str(title), "TitleUnicode": str(_pick(cfg.title_unicode, meta.get("TitleUnicode"), title)),
+        "Artist": str(artist), "ArtistUnicode": str(_pick(cfg.artist_unicode, meta.get("ArtistUnicode"), artist)),
+        "Creator": str(_pick(cfg.creator, meta.get("Creator"), "Mapperatorinator")), "Version": str(version),
+        "Source": str(_pick(cfg.source, meta.get("Source"), "")),
+    }
+
+
+# -- running it -----------------------------------------------------------------------------------
+def pick_device(name: str) -> torch.device:
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise InferenceError(f"device {name!r} is not a device torch knows (use auto, cpu, cuda or mps)") from None
+    _check(device.type != "cuda" or torch.cuda.is_available(), f"device {name} was asked for but CUDA is not available")
+    _check(device.type != "mps" or torch.backends.mps.is_available(), f"device {name} was asked for but MPS is not available")
+    return device
+
+
+def load_generator(cfg: DictConfig, device: torch.device):
+    """Model and tokenizer in the requested precision, with one clear error for a bad model folder."""
+    precision = str(cfg.precision)
+    _check(precision != "fp16" or device.type == "cuda", "precision fp16 needs a CUDA device; use bf16 or amp on this machine")
+    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision, torch.float32)
+    try:
+        return load_model(str(cfg.model_path), device=device, dtype=dtype)
+    except FileNotFoundError as e:
+        raise InferenceError(f"model_path {cfg.model_path}: {e}; train one (osuT5/train.py) or pass model_path=FOLDER") from None
+
+
+def run(cfg: DictConfig) -> Result:
+    """Resolve, generate every requested context, post-process and write the beatmap (and .osz)."""
+    began = time.perf_counter()
+    request = resolve(cfg)
+    if cfg.threads:
+        torch.set_num_threads(int(cfg.threads))
+    torch.manual_seed(request.seed)
+    device = pick_device(str(cfg.device))
+    audio = _load_song(request.audio_path, DEFAULT_SAMPLE_RATE)  # before the model: bad audio fails in a second
+    model, tokenizer = load_generator(cfg, device)
+    if model.config.sample_rate != DEFAULT_SAMPLE_RATE:
+        audio = _load_song(request.audio_path, model.config.sample_rate)
+    _check(request.mode in tokenizer.config.gamemodes, f"this model was not trained for gamemode {request.mode}")
+    unknown = [d for d in list(cfg.descriptors) + list(cfg.negative_descriptors) if d not in tokenizer.descriptor_idx]
+    if unknown:
+        raise InferenceError(f"descriptor {unknown[0]!r} is not in this model's vocabulary (see its tokenizer.json)")
+    song_ms = len(audio) * 1000 / model.config.sample_rate
+    request.metadata.song_length_ms = song_ms
+    autocast = torch.bfloat16 if str(cfg.precision) == "amp" else None
+    sampling = SamplingConfig(do_sample=bool(cfg.do_sample), temperature=float(cfg.temperature),
+                              timing_temperature=float(cfg.timing_temperature),
+                              mania_column_temperature=float(cfg.mania_column_temperature),
+                              taiko_hit_temperature=float(cfg.taiko_hit_temperature),
+                              top_p=float(cfg.top_p), top_k=int(cfg.top_k), cfg_scale=float(cfg.cfg_scale),
+                              gamemode=request.mode)
+    generator = Generator(model, tokenizer, audio, sampling, request.seed, float(cfg.lookback), float(cfg.lookahead),
+                          int(cfg.max_new_tokens), autocast=autocast, progress=bool(cfg.progress))
+    beatmap = _generate(request, generator, tokenizer, song_ms)
+    if cfg.add_to_beatmap:
+        beatmap = merge_partial(request.reference, beatmap, *_range(cfg, song_ms))
+    _check(bool(beatmap.hit_objects), "the model wrote no hit objects for this song; nothing was saved "
+                                      "(try another seed, a higher temperature, or check model_path)")
+    osu_path, osz_path = _write(request, beatmap)
+    stars = star_rating(beatmap) if beatmap.hit_objects else 0.0
+    bpm = round(60000 / Timing(beatmap.timing_points).median_beat_length(song_ms), 2)
+    return Result(beatmap, osu_path, osz_path, time.perf_counter() - began, generator.tokens_generated, stars, bpm)
+
+
+def _load_song(path: Path, sample_rate: int) -> np.ndarray:
+    try:
+        audio = load_audio(path, sample_rate)
+    except AudioError as e:
+        raise InferenceError(str(e)) from None
+    _check(len(audio) >= sample_rate // 10, f"audio file {path.name} is empty (under 0.1 s of sound)")
+    _check(float(np.abs(audio).max()) > SILENCE, f"audio file {path.name} is silent: there is nothing to map")
+    return audio
+
+
+def _range(cfg: DictConfig, song_ms: float) -> tuple[float, float]:
+    return (float(cfg.start_time) if cfg.start_time is not None else 0.0,
+            float(cfg.end_time) if cfg.end_time is not None else song_ms)
+
+
+def _generate(request: Request, generator: Generator, tokenizer: Tokenizer, song_ms: float) -> Beatmap:
+    """Timing, then kiai, map and sv passes (each sees the ones before), then post-processing."""
+    cfg = request.cfg
+    start, end = _range(cfg, song_ms)
+    reference_groups = beatmap_to_groups(request.reference, tokenizer.config) if request.reference else {}
+    template = _template(tokenizer, request)
+    outputs = _planned_outputs(tokenizer, request)
+    plan = ContextPlan(in_contexts=_in_contexts(tokenizer, request, reference_groups), finished={},
+                       metadata=request.metadata, negative=_negative(cfg, request.metadata))
+    windows = generator.windows(cfg.start_time, cfg.end_time)
+    redlines = _timing(request, generator, tokenizer, plan, outputs, song_ms)
+    template.timing_points = redlines
+    if ContextType.TIMING in outputs or "TIMING" in request.in_context:
+        plan.finished[ContextType.TIMING] = timing_groups(Timing(redlines), song_ms, tokenizer.config)
+    generated: list[Group] = []
+    for context in outputs:
+        if context == ContextType.TIMING:
+            continue
+        name = context.value.upper()
+        if name in request.in_context:
+            plan.finished[context] = reference_groups.get(context, [])
+            continue
+        prefilled = [g for g in reference_groups.get(context, []) if g.time < start] if cfg.add_to_beatmap else None
+        groups = generator.generate_context(context, windows, plan, prefilled=prefilled)
+        plan.finished[context] = groups
+        generated += [g for g in groups if start - 10 <= g.time <= end + 10]
+    return build_beatmap(generated, template, seed=request.seed, snap_overlaps=bool(cfg.snap_near_perfect_overlaps),
+                         resnap=bool(cfg.resnap_events))
+
+
+def _planned_outputs(tokenizer: Tokenizer, request: Request) -> list[ContextType]:
+    """The template's outputs up to the last one requested (each sees those before it); SV only for mania."""
+    template = _chosen_template(tokenizer, request)
+    names = [n for n in template["out"] if n != "sv" or request.mode == 3]
+    wanted = [n for n in names if n.upper() in request.output_type]
+    _check(bool(wanted), f"this model cannot generate {', '.join(request.output_type)} (it writes {', '.join(names)})")
+    return [ContextType(n) for n in names[:names.index(wanted[-1]) + 1]]
+
+
+def _chosen_template(tokenizer: Tokenizer, request: Request) -> dict:
+    """The model's context template that takes the requested GD / NO_HS in-contexts (or none)."""
+    special = {c.lower() for c in request.in_context if c in ("GD", "NO_HS")}
+    for template in tokenizer.config.context_templates:
+        if set(template.get("in", [])) - {"none"} == special:
+            return template
+    raise InferenceError(f"this model cannot take in_context {', '.join(sorted(special)).upper()}")
+
+
+def _in_contexts(tokenizer: Tokenizer, request: Request, reference_groups: dict) -> list[tuple[ContextType, list[Group], list]]:
+    template = _chosen_template(tokenizer, request)
+    contexts = []
+    for name in template.get("in", []):
+        kind = ContextType(name)
+        if kind == ContextType.GD:
+            stars = _stars(request.reference)
+            contexts.append((kind, reference_groups[ContextType.MAP], [tokenizer.difficulty_event(stars)]))
+        elif kind == ContextType.NO_HS:
+            contexts.append((kind, reference_groups[ContextType.MAP], []))
+        else:
+            contexts.append((ContextType.NONE, [], []))
+    return contexts
+
+
+def _negative(cfg: DictConfig, meta: BeatmapMetadata) -> BeatmapMetadata | None:
+    """The unconditional prompt: same settings, negative descriptors; the mapper only when descriptors steer."""
+    if cfg.cfg_scale <= 1:
+        return None
+    steer = bool(cfg.descriptors) or bool(cfg.negative_descriptors)
+    return replace(meta, descriptors=list(cfg.negative_descriptors) or None, mapper=meta.mapper if steer else None)
+
+
+def _timing(request: Request, generator: Generator, tokenizer: Tokenizer, plan: ContextPlan,
+            outputs: list[ContextType], song_ms: float) -> list[TimingPoint]:
+    """Redlines from the reference, from generated beats (one pass or super timing), or the default bpm."""
+    cfg = request.cfg
+    if "TIMING" in request.in_context:
+        redlines = [p for p in request.reference.timing_points if p.uninherited]
+    elif ContextType.TIMING in outputs:
+        if cfg.super_timing:
+            passes = generator.parallel_markers(int(cfg.timer_iterations), plan, np.random.default_rng(request.seed))
+            markers = consensus_markers(passes)
+        else:
+            groups = generator.generate_context(ContextType.TIMING, generator.windows(), plan)
+            markers = [(g.time, g.type) for g in groups if g.type in (T.BEAT, T.MEASURE, T.TIMING_POINT)]
+        redlines = markers_to_timing_points(markers, leniency=float(cfg.timing_leniency))
+    else:
+        redlines = []
+    return redlines or [TimingPoint(float(cfg.offset), 60000.0 / float(cfg.bpm))]
+
+
+def _template(tokenizer: Tokenizer, request: Request) -> Beatmap:
+    """The settings of the file to write; timing points and objects are filled in later."""
+    cfg = request.cfg
+    tags = " ".join(filter(None, [str(cfg.tags) if cfg.tags else "", *_generation_tags(cfg, request)]))
+    general = {"AudioFilename": request.audio_path.name, "AudioLeadIn": "0", "PreviewTime": str(request.preview_time),
+               "Countdown": "0", "SampleSet": "Soft", "StackLeniency": "0.7", "Mode": str(request.mode),
+               "LetterboxInBreaks": "0", "WidescreenStoryboard": "1"}
+    editor = {"DistanceSpacing": "1", "BeatDivisor": "4", "GridSize": "8", "TimelineZoom": "1"}
+    metadata = {**request.names, "Tags": tags, "BeatmapID": "0", "BeatmapSetID": "-1"}
+    return Beatmap(general=general, editor=editor, metadata=metadata, difficulty=dict(request.settings),
+                   background=request.background, source="<generated>")
+
+
+def _generation_tags(cfg: DictConfig, request: Request) -> list[str]:
+    """key=value for every generation parameter that was set, so the file records how it was made."""
+    tags = []
+    for key in TAG_KEYS:
+        value = request.seed if key == "seed" else cfg[key]
+        if isinstance(value, (list, tuple)) or OmegaConf.is_list(value):
+            value = ",".join(str(v) for v in value) if len(value) else None
+        if value is not None and value is not False:
+            tags.append(f"{key}={str(value).replace(' ', '_')}")
+    return tags
+
+
+def _write(request: Request, beatmap: Beatmap) -> tuple[Path, Path | None]:
+    """The .osu (a new file unless overwriting the reference was asked for) and, if asked, the .osz."""
+    cfg = request.cfg
+    if cfg.add_to_beatmap and cfg.overwrite_reference_beatmap:
+        path = request.reference_path
+        write_beatmap(beatmap, path, overwrite=True)
+    else:
+        path = _free_name(request.output_dir, _file_name(beatmap), ".osu")
+        write_beatmap(beatmap, path)
+    if not cfg.export_osz:
+        return path, None
+    osz = _free_name(request.output_dir, path.stem, ".osz")
+    background = request.audio_path.parent / request.background if request.background else None
+    write_osz(osz, path.name, format_beatmap(beatmap), request.audio_path,
+              background if background is not None and background.is_file() else None)
+    return path, osz
+
+
+def _file_name(beatmap: Beatmap) -> str:
+    m = beatmap.metadata
+    name = f"{m.get('Artist', '')} - {m.get('Title', '')} ({m.get('Creator', '')}) [{m.get('Version', '')}]"
+    return re.sub(r'[<>:"/\\|?*\x00-\x1f]', "_", name).strip(" .")[:200] or "beatmap"
+
+
+def _free_name(folder: Path, stem: str, suffix: str) -> Path:
+    """folder/stem.suffix, or stem (2).suffix, ... : never an existing file."""
+    path = folder / f"{stem}{suffix}"
+    n = 2
+    while path.exists():
+        path = folder / f"{stem} ({n}){suffix}"
+        n += 1
+    return path
+

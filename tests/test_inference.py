@@ -1,0 +1,235 @@
+"""inference.py end to end with a tiny random model on synthetic audio: files, .osz, partial remaps, bad input."""
+from __future__ import annotations
+
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile
+import torch
+from hydra import compose, initialize_config_dir
+
+from conftest import REPO_ROOT, circle, click_track, mania_hold, mania_note, osu_text
+from inference import generate
+from osuT5.generate import Generator
+from osuT5.model import Mapperatorinator, model_config, save_model
+from osuT5.pipeline import run
+from postprocess.validate import validity_problems
+from tokenizer.decode import events_to_groups
+from tokenizer.encode import beatmap_to_groups, groups_to_events, window_slice
+from tokenizer.events import ContextType, Group
+from tokenizer.osu_file import HOLD, Beatmap, parse_beatmap, read_beatmap
+from tokenizer.vocabulary import Tokenizer
+
+TINY = dict(d_model=64, encoder_layers=1, decoder_layers=1, encoder_attention_heads=2, decoder_attention_heads=2,
+            encoder_ffn_dim=128, decoder_ffn_dim=128)
+MEL = dict(n_fft=1024, n_mels=64, f_min=20.0, f_max=8000.0, mel_scale="htk", mel_norm=None,
+           spectrogram_log_scale=True, pad_mode="reflect")
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory, tokenizer) -> Path:
+    torch.manual_seed(0)
+    folder = tmp_path_factory.mktemp("model")
+    save_model(Mapperatorinator(model_config(TINY, MEL, tokenizer, 256, 3.0, True)), tokenizer, folder)
+    return folder
+
+
+@pytest.fixture
+def song(tmp_path) -> Path:
+    path = tmp_path / "song" / "audio.ogg"
+    path.parent.mkdir()
+    soundfile.write(path, click_track(12.0, 120.0, offset_ms=250.0), 16000)
+    return path
+
+
+def quantised_groups(beatmap: Beatmap, tokenizer: Tokenizer) -> dict[ContextType, list[Group]]:
+    """A human map's groups as a model would write them: through tokens, window by window (10 ms times, 32 px cells)."""
+    window = tokenizer.config.window_ms
+    out = {}
+    for context, groups in beatmap_to_groups(beatmap, tokenizer.config).items():
+        times, decoded, start = [g.time for g in groups], [], 0.0
+        while groups and start <= times[-1]:
+            ids = tokenizer.encode_many(groups_to_events(window_slice(groups, times, start, start + window), tokenizer, start))
+            decoded += events_to_groups(tokenizer.decode_many(ids), tokenizer, start)
+            start += window
+        out[context] = decoded
+    return out
+
+
+@pytest.fixture
+def human_model(monkeypatch, tokenizer):
+    """Replace the passes by what a perfect model would write: a human map of the requested mode on the click track."""
+    def generate_context(self, context, windows, plan, prefilled=None, sampling=None, progress=None):
+        mode = plan.metadata.mode
+        groups = quantised_groups(read_beatmap_text(human_map_text(mode)), tokenizer)[context]
+        low, high = windows[0].region_start_ms, windows[-1].region_end_ms
+        self.tokens_generated += 7 * len(groups)
+        return sorted((prefilled or []) + [g for g in groups if low <= g.time < high], key=lambda g: g.time)
+
+    monkeypatch.setattr(Generator, "generate_context", generate_context)
+
+
+def human_map_text(mode: int) -> str:
+    """12 s at 120 BPM from 250 ms: circles (osu!/catch: also sliders and a spinner), mania notes and holds, a kiai."""
+    beat, times = 500, range(750, 11000, 250)
+    if mode == 3:
+        objects = [mania_hold(k % 4, 4, t, t + 500) if k % 5 == 0 else mania_note(k % 4, 4, t) for k, t in enumerate(times)]
+    else:
+        objects = [circle(64 + (k * 37) % 384, 64 + (k * 53) % 256, t, new_combo=k % 8 == 0, hitsound=2 * (k % 3))
+                   for k, t in enumerate(times) if t < 9000]
+        objects += ["100,100,9000,2,0,B|200:100|300:150,1,140", "256,192,10000,12,0,10750,0:0:0:0:"]
+    timing = [f"250,{beat},4,2,0,60,1,0", f"4250,-100,4,2,0,80,0,1", f"6250,-100,4,2,0,60,0,0"]
+    return osu_text(mode, objects, timing, general={"AudioFilename": "audio.ogg"})
+
+
+def read_beatmap_text(text: str) -> Beatmap:
+    return parse_beatmap(text)
+
+
+def config(model_dir: Path, *overrides: str):
+    base = [f"model_path={model_dir}", "max_new_tokens=24", "progress=false", "seed=1", "threads=2"]
+    with initialize_config_dir(config_dir=str(REPO_ROOT / "configs"), version_base="1.3"):
+        return compose("inference_v29", overrides=base + list(overrides))
+
+
+def files(folder: Path) -> set[str]:
+    return {p.name for p in folder.iterdir()}
+
+
+@pytest.mark.parametrize("mode", [0, 1, 2, 3])
+def test_each_mode_writes_a_valid_beatmap(model_dir, song, human_model, mode):
+    result = run(config(model_dir, f"audio_path={song}", f"gamemode={mode}", "difficulty=4.5"))
+    assert result.osu_path.parent == song.parent and result.osu_path.suffix == ".osu"
+    beatmap = read_beatmap(result.osu_path)
+    assert beatmap.mode == mode
+    assert validity_problems(beatmap) == []
+    assert any(p.uninherited for p in beatmap.timing_points)
+    tags = beatmap.metadata["Tags"].split()
+    assert {f"gamemode={mode}", "difficulty=4.5", "seed=1", "temperature=0.9"} <= set(tags)
+    assert beatmap.general["AudioFilename"] == "audio.ogg"
+    assert "objects" in result.summary() and str(result.osu_path) in result.summary()
+    assert len(beatmap.hit_objects) >= 30 and result.bpm == 120
+    assert beatmap.timing_points[0].time == pytest.approx(250, abs=10)
+    assert any(p.kiai for p in beatmap.timing_points)
+
+
+def test_the_real_model_path_runs_and_an_empty_map_is_refused(model_dir, song, capsys):
+    # A random model writes almost no groups: the whole pipeline runs, then refuses to save an empty map.
+    assert generate(config(model_dir, f"audio_path={song}")) == 1
+    assert "wrote no hit objects" in capsys.readouterr().err
+    assert files(song.parent) == {"audio.ogg"}
+
+
+def test_a_second_run_never_replaces_the_first_file(model_dir, song, human_model):
+    first = run(config(model_dir, f"audio_path={song}"))
+    before = first.osu_path.read_bytes()
+    second = run(config(model_dir, f"audio_path={song}", "seed=2"))
+    assert second.osu_path != first.osu_path and second.osu_path.stem.endswith("(2)")
+    assert first.osu_path.read_bytes() == before
+
+
+def test_export_osz_holds_the_osu_and_the_audio(model_dir, song, human_model, tmp_path):
+    out = tmp_path / "out"
+    result = run(config(model_dir, f"audio_path={song}", f"output_path={out}", "export_osz=true"))
+    assert result.osz_path is not None and result.osz_path.parent == out
+    with zipfile.ZipFile(result.osz_path) as z:
+        assert sorted(z.namelist()) == sorted([result.osu_path.name, "audio.ogg"])
+        assert z.read("audio.ogg") == song.read_bytes()
+        assert z.read(result.osu_path.name).decode("utf-8") == result.osu_path.read_text(encoding="utf-8")
+
+
+def write_reference(folder: Path, mode: int = 0) -> Path:
+    times = range(500, 12000, 500)
+    objects = [mania_note(k % 4, 4, t) for k, t in enumerate(times)] if mode == 3 else \
+        [circle(64 + (k * 37) % 384, 64 + (k * 53) % 256, t, new_combo=k % 4 == 0) for k, t in enumerate(times)]
+    text = osu_text(mode, objects, ["250,500,4,2,0,60,1,0"], general={"AudioFilename": "audio.ogg"},
+                    metadata={"Title": "Reference Song", "Version": "Hard"}, difficulty={"CircleSize": "4"})
+    path = folder / "reference.osu"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def object_lines(path: Path) -> list[str]:
+    lines = path.read_text(encoding="utf-8").splitlines()
+    return [line for line in lines[lines.index("[HitObjects]") + 1:] if line.strip()]
+
+
+def test_partial_remap_leaves_everything_outside_the_range_untouched(model_dir, song, human_model):
+    reference = write_reference(song.parent)
+    before = reference.read_bytes()
+    result = run(config(model_dir, f"beatmap_path={reference}", "add_to_beatmap=true", "start_time=4000", "end_time=8000"))
+    assert reference.read_bytes() == before and result.osu_path != reference
+    time_of = lambda line: int(line.split(",")[2])
+    outside = [line for line in object_lines(reference) if not 4000 <= time_of(line) <= 8000]
+    assert [line for line in object_lines(result.osu_path) if not 4000 <= time_of(line) <= 8000] == outside
+    remapped = read_beatmap(result.osu_path)
+    assert [p.time for p in remapped.timing_points if p.uninherited] == [250.0]
+    assert remapped.metadata["Title"] == "Reference Song" and validity_problems(remapped) == []
+
+
+def test_partial_remap_writes_into_the_reference_only_when_asked(model_dir, song, human_model):
+    reference = write_reference(song.parent)
+    result = run(config(model_dir, f"beatmap_path={reference}", "add_to_beatmap=true", "start_time=4000",
+                        "end_time=8000", "overwrite_reference_beatmap=true"))
+    assert result.osu_path == reference
+    assert files(song.parent) == {"audio.ogg", "reference.osu"}
+
+
+def test_a_reference_fills_the_unset_settings(model_dir, song, human_model):
+    reference = write_reference(song.parent, mode=3)
+    result = run(config(model_dir, f"beatmap_path={reference}", "hp_drain_rate=7"))
+    beatmap = read_beatmap(result.osu_path)
+    assert beatmap.mode == 3 and beatmap.keycount == 4 and beatmap.hp == 7.0
+    assert beatmap.metadata["Title"] == "Reference Song" and beatmap.metadata["Version"] == "Hard (AI)"
+    assert all(o.kind != HOLD or o.end_time > o.time for o in beatmap.hit_objects)
+
+
+# -- bad input ----------------------------------------------------------------------------------------
+def bad_inputs(folder: Path, song: Path) -> dict[str, tuple[list[str], str]]:
+    (folder / "noise.mp3").write_bytes(b"this is not audio" * 100)
+    (folder / "song.txt").write_text("la la la")
+    soundfile.write(folder / "empty.wav", np.zeros(0, dtype=np.float32), 16000)
+    soundfile.write(folder / "silent.wav", np.zeros(16000 * 5, dtype=np.float32), 16000)
+    (folder / "not_a_map.osu").write_text("hello, I am a shopping list\neggs\nmilk\n")
+    (folder / "a_file").write_text("")
+    return {
+        "missing audio": ([f"audio_path={folder / 'nope.mp3'}"], "does not exist"),
+        "unreadable audio": ([f"audio_path={folder / 'noise.mp3'}"], "noise.mp3"),
+        "unsupported format": ([f"audio_path={folder / 'song.txt'}"], "not a supported audio format"),
+        "empty audio": ([f"audio_path={folder / 'empty.wav'}"], "empty"),
+        "silent audio": ([f"audio_path={folder / 'silent.wav'}"], "silent"),
+        "not a beatmap": ([f"beatmap_path={folder / 'not_a_map.osu'}", f"audio_path={song}"], "not_a_map.osu"),
+        "gamemode 7": ([f"audio_path={song}", "gamemode=7"], "gamemode must be"),
+        "difficulty -1": ([f"audio_path={song}", "difficulty=-1"], "difficulty must be"),
+        "keycount 0": ([f"audio_path={song}", "gamemode=3", "keycount=0"], "keycount must be"),
+        "cfg_scale 0": ([f"audio_path={song}", "cfg_scale=0"], "cfg_scale must be"),
+        "output is a file": ([f"audio_path={song}", f"output_path={folder / 'a_file'}"], "is a file"),
+        "output cannot be made": ([f"audio_path={song}", f"output_path={folder / 'a_file' / 'inside'}"], "cannot write"),
+        "missing model": ([f"audio_path={song}", f"model_path={folder / 'no_model'}"], "is not a model folder"),
+    }
+
+
+@pytest.mark.parametrize("case", ["missing audio", "unreadable audio", "unsupported format", "empty audio", "silent audio",
+                                  "not a beatmap", "gamemode 7", "difficulty -1", "keycount 0", "cfg_scale 0",
+                                  "output is a file", "output cannot be made", "missing model"])
+def test_bad_input_gets_one_sentence_and_writes_nothing(model_dir, song, tmp_path, capsys, case):
+    folder = tmp_path / "inputs"
+    folder.mkdir()
+    overrides, message = bad_inputs(folder, song)[case]
+    before = {p: files(p) for p in (folder, song.parent)}
+    assert generate(config(model_dir, *overrides)) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: ") and message in err[0], err
+    assert {p: files(p) for p in before} == before
+
+
+def test_the_command_line_reports_bad_input_without_a_traceback(tmp_path):
+    run_ = subprocess.run([sys.executable, "inference.py", f"audio_path={tmp_path / 'missing.mp3'}"], cwd=REPO_ROOT,
+                          capture_output=True, text=True, timeout=120)
+    assert run_.returncode == 1
+    assert "Traceback" not in run_.stderr and run_.stderr.strip().startswith("error: audio file")
+    assert not (REPO_ROOT / "inference.log").exists() and not (REPO_ROOT / ".hydra").exists()
