@@ -69,8 +69,10 @@ def plan_windows(num_samples: int, window_samples: int, sample_rate: int, lookba
 
 @dataclass
 class WindowRules:
-    """When a window's decoding stops: EOS ids, and time values that count as EOS (reserved regions)."""
+    """What a window may write (`allowed` ids, None: anything) and when it stops: EOS ids, and time
+    values that count as EOS (the reserved lookback and lookahead regions)."""
     eos_ids: frozenset[int]
+    allowed: torch.Tensor | None = None
     lookback_steps: int = 0  # time values below this lie in the prefilled lookback (windows after the first)
     lookahead_step: int | None = None  # time values from this on lie in the lookahead (all windows but the last)
     max_new_tokens: int = 512
@@ -99,7 +101,7 @@ def decode_window(model: Mapperatorinator, encoder_outputs: BaseModelOutput, pro
         out = model(decoder_input_ids=ids, encoder_outputs=encoder_outputs, past_key_values=past, use_cache=True,
                     decoder_attention_mask=mask if padded else None, decoder_position_ids=positions)
         past = out.past_key_values
-        token = next_token(out.logits[:, -1], kinds, history, sampling, last_time, rules.lookback_steps, generator)
+        token = next_token(out.logits[:, -1], kinds, history, sampling, last_time, rules.lookback_steps, generator, rules.allowed)
         if token in rules.eos_ids:
             break
         if kinds.is_time(token):
@@ -191,6 +193,7 @@ class Generator:
         self.encode(windows)
         groups: list[Group] = sorted(prefilled or [], key=lambda g: g.time)
         eos = frozenset({EOS, self.tokenizer.context_eos.get(context.value, EOS)})
+        allowed = self.kinds.allowed(self.tokenizer, context, plan.metadata.mode)
         for w in tqdm(windows, desc=f"Generating {context.value}", disable=not show, unit="window"):
             times = [g.time for g in groups]
             known = window_slice(groups, times, w.start_ms, w.start_ms + self.window_ms)
@@ -200,7 +203,7 @@ class Generator:
             if len(prompts[0]) >= self.tgt_seq_len:
                 continue  # no room left to write anything in this window
             rules = WindowRules(
-                eos_ids=eos,
+                eos_ids=eos, allowed=allowed,
                 lookback_steps=0 if w.first else int((w.region_start_ms - w.start_ms) / 10),
                 lookahead_step=None if w.last else math.ceil((w.region_end_ms - w.start_ms) / 10),
                 max_new_tokens=min(self.max_new_tokens, self.tgt_seq_len - len(prompts[0])),

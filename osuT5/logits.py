@@ -11,11 +11,24 @@ from dataclasses import dataclass
 
 import torch
 
-from tokenizer.events import GROUP_TYPES, EventType
-from tokenizer.vocabulary import Tokenizer
+from tokenizer.events import ANCHOR_TYPES, GROUP_TYPES, ContextType, EventType
+from tokenizer.vocabulary import EOS, Tokenizer
 
 T = EventType
 NEG_INF = float("-inf")
+POSITIONS = (T.DISTANCE, T.POS, T.POS_X, T.POS_Y, T.POS_REFINE)
+# The event types each output context (and, for the map, each mode) can hold: the v29 grammar.
+CONTEXT_TYPES = {
+    ContextType.TIMING: (T.BEAT, T.MEASURE, T.TIMING_POINT),
+    ContextType.KIAI: (T.KIAI, T.SNAPPING),
+    ContextType.SV: (T.SCROLL_SPEED_CHANGE, T.SNAPPING, T.SCROLL_SPEED),
+}
+MAP_TYPES = {
+    0: (T.CIRCLE, T.SPINNER, T.SPINNER_END, T.SLIDER_HEAD, *ANCHOR_TYPES, T.LAST_ANCHOR, T.SLIDER_END, *POSITIONS, T.NEW_COMBO, T.SCROLL_SPEED),
+    1: (T.CIRCLE, T.DRUMROLL, T.DRUMROLL_END, T.DENDEN, T.DENDEN_END, T.NEW_COMBO, T.SCROLL_SPEED),
+    3: (T.CIRCLE, T.HOLD_NOTE, T.HOLD_NOTE_END, T.COLUMN),
+}
+MAP_TYPES[2] = MAP_TYPES[0]
 
 
 @dataclass
@@ -46,6 +59,17 @@ class TokenKinds:
         self.context_starts = frozenset(tokenizer.context_sos.values())
         self.scroll_speed = (tokenizer.event_start.get(T.SCROLL_SPEED, -1), tokenizer.event_end.get(T.SCROLL_SPEED, -1))
 
+    def allowed(self, tokenizer: Tokenizer, context: ContextType, mode: int) -> torch.Tensor:
+        """A mask of the ids the context may write in this mode: its types and attributes, times, its end and EOS."""
+        types = CONTEXT_TYPES.get(context) or (*MAP_TYPES[mode], T.SNAPPING, T.HITSOUND, T.VOLUME)
+        mask = torch.zeros(tokenizer.vocab_size_out, dtype=torch.bool)
+        for kind in (T.TIME_SHIFT, *types):
+            if kind in tokenizer.event_start:
+                mask[tokenizer.event_start[kind]:tokenizer.event_end[kind]] = True
+        mask[EOS] = True
+        mask[tokenizer.context_eos.get(context.value, EOS)] = True
+        return mask
+
     def is_time(self, token: int) -> bool:
         return self.time_start <= token < self.time_end
 
@@ -59,6 +83,15 @@ def guidance(logits: torch.Tensor, scale: float) -> torch.Tensor:
     log_probs = torch.log_softmax(logits.float(), dim=-1)
     cond, uncond = log_probs[0], log_probs[1]
     return uncond + scale * (cond - uncond)
+
+
+def grammar(logits: torch.Tensor, kinds: TokenKinds, history: list[int], allowed: torch.Tensor | None) -> torch.Tensor:
+    """Only what the current context can hold; right after a type token only its time (types come first)."""
+    if history and history[-1] in kinds.group_types:
+        out = torch.full_like(logits, NEG_INF)
+        out[kinds.time_start:kinds.time_end] = logits[kinds.time_start:kinds.time_end]
+        return out
+    return logits if allowed is None else logits.masked_fill(~allowed, NEG_INF)
 
 
 def monotonic_time(logits: torch.Tensor, kinds: TokenKinds, last_time: int | None) -> torch.Tensor:
@@ -124,9 +157,11 @@ def choose(logits: torch.Tensor, do_sample: bool, generator: torch.Generator | N
 
 
 def next_token(logits: torch.Tensor, kinds: TokenKinds, history: list[int], sampling: SamplingConfig,
-               last_time: int | None, lookback_steps: int, generator: torch.Generator | None) -> int:
-    """One token from (1 or 2, vocab) logits: all processors in upstream order, then sampling or argmax."""
+               last_time: int | None, lookback_steps: int, generator: torch.Generator | None,
+               allowed: torch.Tensor | None = None) -> int:
+    """One token from (1 or 2, vocab) logits: all processors in upstream order (after the grammar), then sampling or argmax."""
     row = guidance(logits, sampling.cfg_scale) if logits.shape[0] == 2 else logits[0].float()
+    row = grammar(row, kinds, history, allowed)
     row = monotonic_time(row, kinds, last_time)
     if sampling.do_sample:
         row = conditional_temperature(row, kinds, history, sampling)

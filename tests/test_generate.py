@@ -11,8 +11,8 @@ from transformers.modeling_outputs import BaseModelOutput
 
 from osuT5 import generate as generate_module
 from osuT5.generate import ContextPlan, Generator, WindowRules, decode_window, plan_windows
-from osuT5.logits import (SamplingConfig, TokenKinds, conditional_temperature, guidance, lookback_bias, monotonic_time,
-                          next_token, top_k_top_p)
+from osuT5.logits import (SamplingConfig, TokenKinds, conditional_temperature, grammar, guidance, lookback_bias,
+                          monotonic_time, next_token, top_k_top_p)
 from osuT5.model import Mapperatorinator, model_config
 from osuT5.sequence import BeatmapMetadata
 from tokenizer.events import ContextType, Event, EventType
@@ -136,6 +136,22 @@ def test_times_never_go_backwards_even_from_the_prefilled_lookback(tokenizer, id
 
 
 # -- processors one by one ------------------------------------------------------------------------------
+def test_grammar_keeps_each_context_to_its_own_tokens(tokenizer, ids):
+    kinds = TokenKinds(tokenizer)
+    logits = torch.zeros(tokenizer.vocab_size_out)
+    kept = lambda allowed, history=(): {i for i in range(len(logits)) if grammar(logits, kinds, list(history), allowed)[i] > -1}
+    timing = kept(kinds.allowed(tokenizer, ContextType.TIMING, 0))
+    assert {ids.beat, ids.time(0), EOS, tokenizer.context_eos["timing"]} <= timing
+    assert not {ids.circle, ids.map_eos, ids.map_sos, tokenizer.context_sos["kiai"]} & timing
+    mania = kept(kinds.allowed(tokenizer, ContextType.MAP, 3))
+    assert {ids.circle, ids.hold, ids.column(2), ids.hitsound(1), ids.map_eos} <= mania
+    assert not {ids.beat, tokenizer.encode(Event(T.POS, 10)), tokenizer.encode(Event(T.SLIDER_HEAD))} & mania
+    osu = kept(kinds.allowed(tokenizer, ContextType.MAP, 0))
+    assert tokenizer.encode(Event(T.POS, 10)) in osu and ids.column(2) not in osu and ids.hold not in osu
+    after_type = kept(kinds.allowed(tokenizer, ContextType.MAP, 0), [ids.circle])  # a type token: only its time
+    assert after_type == set(range(kinds.time_start, kinds.time_end))
+
+
 def test_monotonic_time_bans_only_earlier_times(tokenizer):
     kinds = TokenKinds(tokenizer)
     logits = monotonic_time(torch.zeros(tokenizer.vocab_size_out), kinds, 7)
