@@ -65,7 +65,7 @@ def human_model(monkeypatch, tokenizer):
     """Replace the passes by what a perfect model would write: a human map of the requested mode on the click track."""
     def generate_context(self, context, windows, plan, prefilled=None, sampling=None, progress=None):
         mode = plan.metadata.mode
-        groups = quantised_groups(read_beatmap_text(human_map_text(mode)), tokenizer)[context]
+        groups = quantised_groups(parse_beatmap(human_map_text(mode)), tokenizer)[context]
         low, high = windows[0].region_start_ms, windows[-1].region_end_ms
         self.tokens_generated += 7 * len(groups)
         return sorted((prefilled or []) + [g for g in groups if low <= g.time < high], key=lambda g: g.time)
@@ -82,12 +82,8 @@ def human_map_text(mode: int) -> str:
         objects = [circle(64 + (k * 37) % 384, 64 + (k * 53) % 256, t, new_combo=k % 8 == 0, hitsound=2 * (k % 3))
                    for k, t in enumerate(times) if t < 9000]
         objects += ["100,100,9000,2,0,B|200:100|300:150,1,140", "256,192,10000,12,0,10750,0:0:0:0:"]
-    timing = [f"250,{beat},4,2,0,60,1,0", f"4250,-100,4,2,0,80,0,1", f"6250,-100,4,2,0,60,0,0"]
+    timing = [f"250,{beat},4,2,0,60,1,0", "4250,-100,4,2,0,80,0,1", "6250,-100,4,2,0,60,0,0"]
     return osu_text(mode, objects, timing, general={"AudioFilename": "audio.ogg"})
-
-
-def read_beatmap_text(text: str) -> Beatmap:
-    return parse_beatmap(text)
 
 
 def config(model_dir: Path, *overrides: str):

@@ -17,7 +17,7 @@ from tokenizer.decode import events_to_groups
 from tokenizer.encode import tokenize_windows
 from tokenizer.events import EventType, Group
 from tokenizer.osu_file import BeatmapError, HitObject, format_beatmap, parse_beatmap
-from tokenizer.timing import Timing, TimingPoint
+from tokenizer.timing import TimingPoint
 
 from conftest import circle, mania_hold, mania_note, osu_text
 
