@@ -7,6 +7,7 @@ map, sv) is generated completely before the next, which sees it as a finished co
 """
 from __future__ import annotations
 
+import bisect
 import math
 from dataclasses import dataclass, replace
 import numpy as np
@@ -251,4 +252,6 @@ class Generator:
 
 
 def _in_window(groups: list[Group], start: float, end: float) -> list[Group]:
-    return [g for g in groups if start <= g.time < end]
+    """The groups (sorted by time) with start <= time < end, by bisection: this runs per window and pass."""
+    key = lambda g: g.time
+    return groups[bisect.bisect_left(groups, start, key=key):bisect.bisect_left(groups, end, key=key)]
