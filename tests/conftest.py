@@ -160,3 +160,52 @@ def make_synthetic_corpus(root: Path, sets: int = 3, seconds: float = 20.0) -> P
 @pytest.fixture(scope="session")
 def synthetic_corpus(tmp_path_factory) -> Path:
     return make_synthetic_corpus(tmp_path_factory.mktemp("corpus"))
+
+
+TINY_BACKBONE = dict(d_model=64, encoder_layers=1, decoder_layers=1, encoder_attention_heads=2, decoder_attention_heads=2,
+                     encoder_ffn_dim=128, decoder_ffn_dim=128)
+TINY_MEL = dict(n_fft=1024, n_mels=64, f_min=20.0, f_max=8000.0, mel_scale="htk", mel_norm=None,
+                spectrogram_log_scale=True, pad_mode="reflect")
+
+
+@pytest.fixture(scope="session")
+def model_dir(tmp_path_factory, tokenizer) -> Path:
+    """A saved random model of a tiny shape: the real loading and generation code runs in seconds."""
+    import torch
+
+    from osuT5.model import Mapperatorinator, model_config, save_model
+
+    torch.manual_seed(0)
+    folder = tmp_path_factory.mktemp("model")
+    save_model(Mapperatorinator(model_config(TINY_BACKBONE, TINY_MEL, tokenizer, 256, 3.0, True)), tokenizer, folder)
+    return folder
+
+
+def quantised_groups(beatmap, tokenizer) -> dict:
+    """A human map's groups as a model would write them: through tokens, window by window (10 ms times, 32 px cells)."""
+    from tokenizer.decode import events_to_groups
+    from tokenizer.encode import beatmap_to_groups, groups_to_events, window_slice
+
+    window = tokenizer.config.window_ms
+    out = {}
+    for context, groups in beatmap_to_groups(beatmap, tokenizer.config).items():
+        times, decoded, start = [g.time for g in groups], [], 0.0
+        while groups and start <= times[-1]:
+            ids = tokenizer.encode_many(groups_to_events(window_slice(groups, times, start, start + window), tokenizer, start))
+            decoded += events_to_groups(tokenizer.decode_many(ids), tokenizer, start)
+            start += window
+        out[context] = decoded
+    return out
+
+
+def replay_maps(monkeypatch, tokenizer, beatmap_for_mode) -> None:
+    """Make every generation pass write `beatmap_for_mode(mode)`'s groups, as a perfect model would."""
+    from osuT5.generate import Generator
+
+    def generate_context(self, context, windows, plan, prefilled=None, sampling=None, progress=None):
+        groups = quantised_groups(beatmap_for_mode(plan.metadata.mode), tokenizer).get(context, [])
+        low, high = windows[0].region_start_ms, windows[-1].region_end_ms
+        self.tokens_generated += 7 * len(groups)
+        return sorted((prefilled or []) + [g for g in groups if low <= g.time < high], key=lambda g: g.time)
+
+    monkeypatch.setattr(Generator, "generate_context", generate_context)

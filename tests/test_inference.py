@@ -9,34 +9,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile
-import torch
 from hydra import compose, initialize_config_dir
 
-from conftest import REPO_ROOT, circle, click_track, mania_hold, mania_note, osu_text
+from conftest import REPO_ROOT, circle, click_track, mania_hold, mania_note, osu_text, replay_maps
 from inference import generate
-from osuT5.generate import Generator
-from osuT5.model import Mapperatorinator, model_config, save_model
 from osuT5.pipeline import run
 from postprocess.validate import validity_problems
-from tokenizer.decode import events_to_groups
-from tokenizer.encode import beatmap_to_groups, groups_to_events, window_slice
-from tokenizer.events import ContextType, Group
-from tokenizer.osu_file import HOLD, Beatmap, parse_beatmap, read_beatmap
-from tokenizer.vocabulary import Tokenizer
-
-TINY = dict(d_model=64, encoder_layers=1, decoder_layers=1, encoder_attention_heads=2, decoder_attention_heads=2,
-            encoder_ffn_dim=128, decoder_ffn_dim=128)
-MEL = dict(n_fft=1024, n_mels=64, f_min=20.0, f_max=8000.0, mel_scale="htk", mel_norm=None,
-           spectrogram_log_scale=True, pad_mode="reflect")
-
-
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory, tokenizer) -> Path:
-    torch.manual_seed(0)
-    folder = tmp_path_factory.mktemp("model")
-    save_model(Mapperatorinator(model_config(TINY, MEL, tokenizer, 256, 3.0, True)), tokenizer, folder)
-    return folder
-
+from tokenizer.osu_file import HOLD, parse_beatmap, read_beatmap
 
 @pytest.fixture
 def song(tmp_path) -> Path:
@@ -46,31 +25,10 @@ def song(tmp_path) -> Path:
     return path
 
 
-def quantised_groups(beatmap: Beatmap, tokenizer: Tokenizer) -> dict[ContextType, list[Group]]:
-    """A human map's groups as a model would write them: through tokens, window by window (10 ms times, 32 px cells)."""
-    window = tokenizer.config.window_ms
-    out = {}
-    for context, groups in beatmap_to_groups(beatmap, tokenizer.config).items():
-        times, decoded, start = [g.time for g in groups], [], 0.0
-        while groups and start <= times[-1]:
-            ids = tokenizer.encode_many(groups_to_events(window_slice(groups, times, start, start + window), tokenizer, start))
-            decoded += events_to_groups(tokenizer.decode_many(ids), tokenizer, start)
-            start += window
-        out[context] = decoded
-    return out
-
-
 @pytest.fixture
 def human_model(monkeypatch, tokenizer):
     """Replace the passes by what a perfect model would write: a human map of the requested mode on the click track."""
-    def generate_context(self, context, windows, plan, prefilled=None, sampling=None, progress=None):
-        mode = plan.metadata.mode
-        groups = quantised_groups(parse_beatmap(human_map_text(mode)), tokenizer)[context]
-        low, high = windows[0].region_start_ms, windows[-1].region_end_ms
-        self.tokens_generated += 7 * len(groups)
-        return sorted((prefilled or []) + [g for g in groups if low <= g.time < high], key=lambda g: g.time)
-
-    monkeypatch.setattr(Generator, "generate_context", generate_context)
+    replay_maps(monkeypatch, tokenizer, lambda mode: parse_beatmap(human_map_text(mode)))
 
 
 def human_map_text(mode: int) -> str:

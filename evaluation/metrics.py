@@ -1,0 +1,104 @@
+"""How close a generated beatmap is to a human one: onsets, columns, timing.
+
+Onsets are the start times of circles, slider heads and hold heads (spinners have no rhythm to
+match), one per distinct time, so a mania chord counts once; `notes` keeps every mania note with
+its column for the column-aware score. Matching is greedy and one-to-one: the closest pair within
+the tolerance is matched first, then the next closest among the rest.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from tokenizer.osu_file import SPINNER, Beatmap
+from tokenizer.timing import Timing
+
+
+@dataclass
+class OnsetScore:
+    precision: float
+    recall: float
+    f1: float
+    matched_offsets: np.ndarray  # generated minus reference time of each match, ms
+
+    def as_dict(self) -> dict[str, float]:
+        return {"precision": self.precision, "recall": self.recall, "f1": self.f1}
+
+
+def onsets(beatmap: Beatmap) -> np.ndarray:
+    """Distinct object start times in ms, sorted (spinners left out)."""
+    times = [o.time for o in beatmap.hit_objects if o.kind != SPINNER]
+    return np.unique(np.round(np.asarray(times, dtype=float)))
+
+
+def notes(beatmap: Beatmap) -> tuple[np.ndarray, np.ndarray]:
+    """Every mania note's start time and column."""
+    keys = max(beatmap.keycount, 1)
+    times = np.asarray([o.time for o in beatmap.hit_objects], dtype=float)
+    columns = np.asarray([min(max(int(o.x * keys / 512), 0), keys - 1) for o in beatmap.hit_objects], dtype=int)
+    return times, columns
+
+
+def match(generated: np.ndarray, reference: np.ndarray, tolerance: float) -> tuple[np.ndarray, np.ndarray]:
+    """Greedy one-to-one matching within `tolerance` ms: indices into generated and reference."""
+    generated, reference = np.asarray(generated, dtype=float), np.asarray(reference, dtype=float)
+    order = np.argsort(reference, kind="stable")
+    sorted_reference = reference[order]
+    lo = np.searchsorted(sorted_reference, generated - tolerance, side="left")
+    hi = np.searchsorted(sorted_reference, generated + tolerance, side="right")
+    pairs = [(abs(g - sorted_reference[j]), i, order[j])
+             for i, g in enumerate(generated) for j in range(lo[i], hi[i])]
+    pairs.sort()
+    used_generated, used_reference = set(), set()
+    matched_generated, matched_reference = [], []
+    for _, i, j in pairs:
+        if i not in used_generated and j not in used_reference:
+            used_generated.add(i)
+            used_reference.add(j)
+            matched_generated.append(i)
+            matched_reference.append(j)
+    return np.asarray(matched_generated, dtype=int), np.asarray(matched_reference, dtype=int)
+
+
+def onset_score(generated: np.ndarray, reference: np.ndarray, tolerance: float) -> OnsetScore:
+    """Precision, recall and F1 of generated onsets against reference onsets."""
+    i, j = match(generated, reference, tolerance)
+    return _score(len(i), len(generated), len(reference), np.asarray(generated)[i] - np.asarray(reference)[j])
+
+
+def column_score(generated: tuple[np.ndarray, np.ndarray], reference: tuple[np.ndarray, np.ndarray],
+                 tolerance: float) -> OnsetScore:
+    """Onset score where a match must also be in the same mania column."""
+    (gen_times, gen_columns), (ref_times, ref_columns) = generated, reference
+    offsets = []
+    for column in np.union1d(gen_columns, ref_columns):
+        g, r = gen_times[gen_columns == column], ref_times[ref_columns == column]
+        i, j = match(g, r, tolerance)
+        offsets.append(g[i] - r[j])
+    offsets = np.concatenate(offsets) if offsets else np.zeros(0)
+    return _score(len(offsets), len(gen_times), len(ref_times), offsets)
+
+
+def _score(matches: int, generated: int, reference: int, offsets: np.ndarray) -> OnsetScore:
+    precision = matches / generated if generated else 0.0
+    recall = matches / reference if reference else 0.0
+    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+    return OnsetScore(precision, recall, f1, offsets)
+
+
+def main_bpm(beatmap: Beatmap, end_ms: float) -> float:
+    """The BPM that lasts longest up to `end_ms`."""
+    return 60000.0 / Timing(beatmap.timing_points).median_beat_length(end_ms)
+
+
+def beat_phase_error(generated: Beatmap, reference: Beatmap, at_ms: float) -> float:
+    """Signed ms from the reference's beat nearest `at_ms` to the generated beat nearest that one."""
+    reference_beat = _nearest_beat(Timing(reference.timing_points), at_ms)
+    return _nearest_beat(Timing(generated.timing_points), reference_beat) - reference_beat
+
+
+def _nearest_beat(timing: Timing, time: float) -> float:
+    redline = timing.redline_at(time)
+    beat = redline.clamped_beat_length
+    return redline.time + round((time - redline.time) / beat) * beat
