@@ -77,6 +77,7 @@ class WindowRules:
     lookback_steps: int = 0  # time values below this lie in the prefilled lookback (windows after the first)
     lookahead_step: int | None = None  # time values from this on lie in the lookahead (all windows but the last)
     max_new_tokens: int = 512
+    lookback_stops: bool = True  # a lookback time ends the window (False when the lookback holds no events)
 
 
 @torch.no_grad()
@@ -102,7 +103,8 @@ def decode_window(model: Mapperatorinator, encoder_outputs: BaseModelOutput, pro
         out = model(decoder_input_ids=ids, encoder_outputs=encoder_outputs, past_key_values=past, use_cache=True,
                     decoder_attention_mask=mask if padded else None, decoder_position_ids=positions)
         past = out.past_key_values
-        token = next_token(out.logits[:, -1], kinds, history, sampling, last_time, rules.lookback_steps, generator, rules.allowed)
+        token = next_token(out.logits[:, -1], kinds, history, sampling, last_time, rules.lookback_steps, generator,
+                           rules.allowed, rules.lookback_stops)
         if token in rules.eos_ids:
             break
         if kinds.is_time(token):
@@ -208,6 +210,7 @@ class Generator:
                 lookback_steps=0 if w.first else int((w.region_start_ms - w.start_ms) / 10),
                 lookahead_step=None if w.last else math.ceil((w.region_end_ms - w.start_ms) / 10),
                 max_new_tokens=min(self.max_new_tokens, self.tgt_seq_len - len(prompts[0])),
+                lookback_stops=any(g.time < w.region_start_ms for g in known),
             )
             last_time = max((int((g.time - w.start_ms) / 10) for g in known), default=None)
             with self._autocast():

@@ -122,16 +122,22 @@ def conditional_temperature(logits: torch.Tensor, kinds: TokenKinds, history: li
     return logits / temperature
 
 
-def lookback_bias(logits: torch.Tensor, kinds: TokenKinds, history: list[int], lookback_steps: int) -> torch.Tensor:
-    """After a type token, time values inside the prefilled lookback are impossible: their probability
-    mass moves onto time 0, which ends the window (the model "should have stopped" one step earlier)."""
+def lookback_bias(logits: torch.Tensor, kinds: TokenKinds, history: list[int], lookback_steps: int,
+                  stop: bool = True) -> torch.Tensor:
+    """After a type token, time values inside the prefilled lookback are impossible.
+
+    With `stop` (upstream, for a lookback that holds events) their probability mass moves onto time 0,
+    which ends the window: the model "should have stopped" one step earlier. Without it (an empty
+    lookback) they are only removed, so a silent stretch cannot make every later window stop at once.
+    """
     if lookback_steps <= 0 or not history or history[-1] not in kinds.group_types:
         return logits
     start = kinds.time_start
     logits = logits.clone()
     mass = torch.logsumexp(logits[start:start + lookback_steps], dim=0)
     logits[start:start + lookback_steps] = NEG_INF
-    logits[start] = mass
+    if stop:
+        logits[start] = mass
     return logits
 
 
@@ -158,14 +164,14 @@ def choose(logits: torch.Tensor, do_sample: bool, generator: torch.Generator | N
 
 def next_token(logits: torch.Tensor, kinds: TokenKinds, history: list[int], sampling: SamplingConfig,
                last_time: int | None, lookback_steps: int, generator: torch.Generator | None,
-               allowed: torch.Tensor | None = None) -> int:
+               allowed: torch.Tensor | None = None, lookback_stops: bool = True) -> int:
     """One token from (1 or 2, vocab) logits: all processors in upstream order (after the grammar), then sampling or argmax."""
     row = guidance(logits, sampling.cfg_scale) if logits.shape[0] == 2 else logits[0].float()
     row = grammar(row, kinds, history, allowed)
     row = monotonic_time(row, kinds, last_time)
     if sampling.do_sample:
         row = conditional_temperature(row, kinds, history, sampling)
-    row = lookback_bias(row, kinds, history, lookback_steps)
+    row = lookback_bias(row, kinds, history, lookback_steps, lookback_stops)
     if sampling.do_sample:
         row = top_k_top_p(row, sampling.top_k, sampling.top_p)
     return choose(row, sampling.do_sample, generator)

@@ -198,6 +198,7 @@ def load_model(folder: str | os.PathLike, device: str | torch.device = "cpu",
             raise FileNotFoundError(f"{folder} is not a model folder: {name} is missing")
     transformers_logging.disable_progress_bar()  # a per-tensor "Loading weights" bar is noise for users
     model = Mapperatorinator.from_pretrained(folder, dtype=dtype, local_files_only=True)
+    model.spectrogram.reset_buffers()  # exact fp32 filters even from a bf16 file
     return model.to(device).eval(), Tokenizer.load(folder / "tokenizer.json")
 
 

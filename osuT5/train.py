@@ -30,7 +30,8 @@ from tqdm import tqdm
 from osuT5.audio import AudioCache
 from osuT5.dataset import DatasetOptions, WindowDataset, collate, load_records, mapper_index
 from osuT5.metrics import accuracies, accuracy_counts
-from osuT5.model import IGNORE_INDEX, Mapperatorinator, load_model, model_config, parameter_count, save_model
+from osuT5.model import (IGNORE_INDEX, Mapperatorinator, MapperatorinatorConfig, load_model, model_config, parameter_count,
+                         save_model)
 from osuT5.sources import SourceError, find_beatmaps
 from tokenizer.vocabulary import Tokenizer, TokenizerConfig
 
@@ -98,8 +99,13 @@ def checkpoints(folder: Path) -> list[Path]:
     return sorted(found, key=lambda p: int(p.name.split("-")[-1]))
 
 
-def save_checkpoint(accelerator: Accelerator, folder: Path, state: dict, tokenizer: Tokenizer, keep: int) -> None:
-    """accelerate state (model, optimizer, scheduler, RNG) plus our position, published by an atomic rename."""
+def save_checkpoint(accelerator: Accelerator, folder: Path, state: dict, tokenizer: Tokenizer, keep: int,
+                    config: MapperatorinatorConfig) -> None:
+    """accelerate state (model, optimizer, scheduler, RNG) plus our position, published by an atomic rename.
+
+    With config.json and tokenizer.json next to model.safetensors, a checkpoint is also a model folder
+    that inference, evaluate.py and osuT5.export load directly.
+    """
     final = folder / f"checkpoint-{state['step']}"
     partial = folder / f".partial-checkpoint-{state['step']}"
     if accelerator.is_main_process and partial.exists():
@@ -109,6 +115,7 @@ def save_checkpoint(accelerator: Accelerator, folder: Path, state: dict, tokeniz
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
         tokenizer.save(partial / "tokenizer.json")
+        config.save_pretrained(partial)
         (partial / STATE_FILE).write_text(json.dumps(state))
         if final.exists():
             shutil.rmtree(final)
@@ -240,7 +247,8 @@ def train(cfg: DictConfig) -> Path:
                 log.info("eval step %d | %s", step, " | ".join(f"{k} {v:.4f}" for k, v in metrics.items()))
                 accelerator.log(metrics, step=step)
             if step % cfg.checkpoint_every == 0 or step == opt.max_steps:
-                save_checkpoint(accelerator, checkpoint_dir, state, tokenizer, cfg.keep_checkpoints)
+                save_checkpoint(accelerator, checkpoint_dir, state, tokenizer, cfg.keep_checkpoints,
+                                accelerator.unwrap_model(model).config)
             if step >= opt.max_steps:
                 break
         else:

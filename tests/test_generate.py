@@ -116,6 +116,12 @@ def test_a_time_in_the_lookback_moves_to_time_zero_and_ends_the_window(tokenizer
     assert decode(tokenizer, [[ids.circle], [ids.time(450)], [EOS]], rules) == [ids.circle, ids.time(450)]
 
 
+def test_an_empty_lookback_removes_its_times_without_ending_the_window(tokenizer, ids):
+    rules = WindowRules(frozenset({EOS}), lookback_steps=409, max_new_tokens=20, lookback_stops=False)
+    # The same preference for 1000 ms now falls to the best time past the lookback.
+    assert decode(tokenizer, [[ids.circle], [ids.time(100), ids.time(450)], [EOS]], rules) == [ids.circle, ids.time(450)]
+
+
 def test_eos_and_the_context_eos_end_the_window_and_are_not_returned(tokenizer, ids):
     rules = WindowRules(frozenset({EOS, ids.map_eos}), max_new_tokens=20)
     assert decode(tokenizer, [[ids.circle], [ids.time(3)], [ids.map_eos], [ids.circle]], rules) == [ids.circle, ids.time(3)]
@@ -189,6 +195,8 @@ def test_lookback_bias_moves_lookback_mass_to_time_zero_after_a_type_token(token
     assert float(torch.logsumexp(biased, 0)) == pytest.approx(float(torch.logsumexp(logits, 0)), abs=1e-4)
     assert torch.equal(lookback_bias(logits, kinds, [ids.hitsound(0)], 50), logits)  # not after a type token
     assert torch.equal(lookback_bias(logits, kinds, [ids.circle], 0), logits)  # the first window has no lookback
+    masked = lookback_bias(logits, kinds, [ids.circle], 50, stop=False)
+    assert torch.isinf(masked[kinds.time_start:kinds.time_start + 50]).all() and torch.equal(masked[:kinds.time_start], logits[:kinds.time_start])
 
 
 def test_top_k_and_top_p_keep_the_best_tokens():
@@ -269,6 +277,7 @@ def test_generator_prefills_lookback_and_writes_each_region_once(tiny, tokenizer
     assert times == sorted(times)
     for (prompts, rules, last_time), w in zip(seen, windows):
         assert rules.lookback_steps == (0 if w.first else int((w.region_start_ms - w.start_ms) / 10))
+        assert rules.lookback_stops == any(w.start_ms <= g.time < w.region_start_ms for g in groups)
         assert rules.lookahead_step == (None if w.last else math.ceil((w.region_end_ms - w.start_ms) / 10))
         earlier = [g for g in groups if w.start_ms <= g.time < w.region_start_ms]
         after_sos = prompts[0][prompts[0].index(tokenizer.context_sos["map"]) + 1:]

@@ -7,6 +7,7 @@ import torch
 import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 
+from osuT5.export import main as export_main
 from osuT5.generate import WindowRules, decode_window
 from osuT5.logits import SamplingConfig, TokenKinds
 from osuT5.model import IGNORE_INDEX, Mapperatorinator, load_model, model_config, pad_to_window, save_model
@@ -96,6 +97,24 @@ def test_checkpoint_without_buffers_recomputes_them(small_model, tokenizer, tmp_
     loaded, _ = load_model(tmp_path)
     assert torch.equal(loaded.spectrogram.filters, small_model.spectrogram.filters)
     assert torch.equal(loaded.class_weights, small_model.class_weights)
+
+
+def test_export_halves_the_weights_and_loads_back_in_fp32(small_model, tokenizer, tmp_path, capsys):
+    save_model(small_model, tokenizer, tmp_path / "full")
+    assert export_main([str(tmp_path / "full"), str(tmp_path / "half")]) == 0
+    assert "MiB of bf16 weights" in capsys.readouterr().out
+    full, half = (tmp_path / d / "model.safetensors" for d in ("full", "half"))
+    assert half.stat().st_size < 0.55 * full.stat().st_size
+    loaded, _ = load_model(tmp_path / "half")
+    assert loaded.dtype == torch.float32
+    assert torch.equal(loaded.spectrogram.filters, small_model.spectrogram.filters)  # recomputed, not rounded
+    audio = sine(440.0, small_model.config.window_samples)[None]
+    ids = torch.tensor([[1, 100, 200, 300]])
+    with torch.no_grad():
+        expected = small_model(audio=audio, decoder_input_ids=ids).logits
+        assert torch.allclose(loaded(audio=audio, decoder_input_ids=ids).logits, expected, atol=0.05 * expected.abs().max())
+    assert export_main([str(tmp_path / "full"), str(tmp_path / "half")]) == 1  # never overwrites
+    assert "already exists" in capsys.readouterr().err
 
 
 def test_load_model_names_the_missing_file(tmp_path):

@@ -106,6 +106,9 @@ def test_resume_after_kill_continues_with_the_same_batches(synthetic_corpus, tmp
     assert [line["slots"] for line in after_restart if "step" in line] == [reference[s] for s in range(step, 30)]
     a, b = load_file(straight / "model" / "model.safetensors"), load_file(killed / "model" / "model.safetensors")
     assert all(torch.equal(a[k], b[k]) for k in a)
+    last = straight / "checkpoints" / "checkpoint-30"  # a checkpoint is also a model folder
+    final, _ = load_model(straight / "model")
+    assert all(torch.equal(p, q) for p, q in zip(load_model(last)[0].state_dict().values(), final.state_dict().values()))
 
 
 def free_port() -> int:
