@@ -38,7 +38,7 @@ T = EventType
 AUDIO_EXTENSIONS = (".mp3", ".ogg", ".wav", ".flac", ".opus", ".m4a", ".aac")
 IN_CONTEXTS = ("NONE", "TIMING", "KIAI", "MAP", "SV", "GD", "NO_HS")
 OUT_CONTEXTS = ("TIMING", "KIAI", "MAP", "SV")
-PRECISIONS = ("fp32", "bf16", "fp16", "amp")
+PRECISIONS = ("auto", "fp32", "bf16", "fp16", "amp")
 SILENCE = 1e-4  # peak amplitude below which a file counts as silent (before normalisation it is all zeros)
 TAG_KEYS = ("model_path", "gamemode", "difficulty", "mapper_id", "year", "descriptors", "negative_descriptors",
             "cfg_scale", "temperature", "timing_temperature", "top_p", "top_k", "super_timing", "in_context",
@@ -282,9 +282,20 @@ def pick_device(name: str) -> torch.device:
     return device
 
 
-def load_generator(cfg: DictConfig, device: torch.device):
-    """Model and tokenizer in the requested precision, with one clear error for a bad model folder."""
-    precision = str(cfg.precision)
+def pick_precision(name: str, device: torch.device) -> str:
+    """`auto`: bf16 autocast where the hardware computes bf16 natively (about 2x faster), else fp32."""
+    if name != "auto":
+        return name
+    if device.type == "cuda":
+        return "amp" if torch.cuda.is_bf16_supported() else "fp32"
+    if device.type == "cpu":
+        native = [getattr(torch.cpu, f"_is_{kind}_supported", lambda: False)() for kind in ("avx512_bf16", "amx_tile")]
+        return "amp" if any(native) else "fp32"
+    return "fp32"
+
+
+def load_generator(cfg: DictConfig, device: torch.device, precision: str):
+    """Model and tokenizer in `precision`, with one clear error for a bad model folder."""
     _check(precision != "fp16" or device.type == "cuda", "precision fp16 needs a CUDA device; use bf16 or amp on this machine")
     dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision, torch.float32)
     try:
@@ -302,7 +313,8 @@ def run(cfg: DictConfig) -> Result:
     torch.manual_seed(request.seed)
     device = pick_device(str(cfg.device))
     audio = _load_song(request.audio_path, DEFAULT_SAMPLE_RATE)  # before the model: bad audio fails in a second
-    model, tokenizer = load_generator(cfg, device)
+    precision = pick_precision(str(cfg.precision), device)
+    model, tokenizer = load_generator(cfg, device, precision)
     if model.config.sample_rate != DEFAULT_SAMPLE_RATE:
         audio = _load_song(request.audio_path, model.config.sample_rate)
     _check(request.mode in tokenizer.config.gamemodes, f"this model was not trained for gamemode {request.mode}")
@@ -311,7 +323,7 @@ def run(cfg: DictConfig) -> Result:
         raise InferenceError(f"descriptor {unknown[0]!r} is not in this model's vocabulary (see its tokenizer.json)")
     song_ms = len(audio) * 1000 / model.config.sample_rate
     request.metadata.song_length_ms = song_ms
-    autocast = torch.bfloat16 if str(cfg.precision) == "amp" else None
+    autocast = torch.bfloat16 if precision == "amp" else None
     sampling = SamplingConfig(do_sample=bool(cfg.do_sample), temperature=float(cfg.temperature),
                               timing_temperature=float(cfg.timing_temperature),
                               mania_column_temperature=float(cfg.mania_column_temperature),

@@ -9,11 +9,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile
+import torch
 from hydra import compose, initialize_config_dir
 
 from conftest import REPO_ROOT, circle, click_track, mania_hold, mania_note, osu_text, replay_maps
 from inference import generate
-from osuT5.pipeline import run
+from osuT5.pipeline import pick_precision, run
 from postprocess.validate import validity_problems
 from tokenizer.osu_file import HOLD, parse_beatmap, read_beatmap
 
@@ -187,3 +188,13 @@ def test_the_command_line_reports_bad_input_without_a_traceback(tmp_path):
     assert run_.returncode == 1
     assert "Traceback" not in run_.stderr and run_.stderr.strip().startswith("error: audio file")
     assert not (REPO_ROOT / "inference.log").exists() and not (REPO_ROOT / ".hydra").exists()
+
+
+def test_auto_precision_uses_bf16_autocast_only_where_the_cpu_has_native_bf16(monkeypatch):
+    cpu = torch.device("cpu")
+    assert pick_precision("fp32", cpu) == "fp32" and pick_precision("bf16", cpu) == "bf16"
+    for kind in ("avx512_bf16", "amx_tile"):
+        monkeypatch.setattr(torch.cpu, f"_is_{kind}_supported", lambda: False)
+    assert pick_precision("auto", cpu) == "fp32"
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: True)
+    assert pick_precision("auto", cpu) == "amp"
