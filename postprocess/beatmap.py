@@ -16,10 +16,10 @@ import numpy as np
 from tokenizer.curves import SliderPath
 from tokenizer.decode import groups_to_beatmap, resnap_groups
 from tokenizer.events import ANCHOR_TYPES, EventType, Group
-from tokenizer.osu_file import Beatmap, HitObject
+from tokenizer.osu_file import SLIDER, Beatmap, HitObject
 from tokenizer.timing import Timing, TimingPoint
 
-from .validate import HEIGHT, MAX_DIVISOR, SNAP_LENIENCY_MS, WIDTH, inside_playfield
+from .validate import HEIGHT, MAX_DIVISOR, SNAP_LENIENCY_MS, WIDTH, inside_playfield, object_in_playfield
 
 T = EventType
 CENTRE = (256.0, 192.0)
@@ -62,9 +62,8 @@ def build_beatmap(groups: list[Group], template: Beatmap, *, seed: int = 0, snap
         if snap_overlaps:
             _snap_overlaps(groups)
         _fill_positions(groups, random.Random(seed))
-        for parts in objects:
-            if parts[0].type == T.SLIDER_HEAD:
-                _fix_slider(parts, template)
+        unfit = [parts for parts in objects if parts[0].type == T.SLIDER_HEAD and not _fix_slider(parts, template)]
+        groups = _as_circles(unfit, groups)
     beatmap = groups_to_beatmap(groups, template)
     points = sorted(beatmap.timing_points, key=lambda p: (p.time, not p.uninherited))
     if template.mode != 3:  # mania keeps volumes on its notes
@@ -212,14 +211,18 @@ def _point_at_distance(previous: tuple[float, float], distance: float, rng: rand
     return (WIDTH, HEIGHT) if px + py > (WIDTH + HEIGHT) / 2 else (0.0, 0.0)
 
 
-def _fix_slider(parts: list[Group], template: Beatmap) -> None:
+def _fix_slider(parts: list[Group], template: Beatmap) -> bool:
     """Make the path as long as the slider's SV and duration need, then keep the ball inside the playfield.
 
     Length needed = SV * span * 100 / beat length * SM (what groups_to_beatmap writes). A path
     far too short gets a lower SV; one up to 1.5x too short gets its control points stretched.
+    False when the parts make no slider or it cannot fit on the playfield even at the lowest SV.
     """
     head = parts[0]
+    placed = head.x, head.y
     slider = _built_slider(parts, template)
+    if slider is None:
+        return False
     curve = slider.path().calculated_length
     if curve > 0 and slider.length > LENGTH_SLACK * curve:
         head.scroll_speed = _scaled_sv(head, curve / slider.length, round)
@@ -227,6 +230,21 @@ def _fix_slider(parts: list[Group], template: Beatmap) -> None:
     if curve > 0 and slider.length > curve:
         _scale_control_points(parts, slider.length / curve)
     _keep_inside(parts, template)
+    slider = _built_slider(parts, template)
+    if slider is not None and object_in_playfield(slider):
+        return True
+    head.x, head.y = placed  # where the model put it, for the circle that replaces it
+    return False
+
+
+def _as_circles(sliders: list[list[Group]], groups: list[Group]) -> list[Group]:
+    """Turn each slider into a circle at its head, dropping its other parts."""
+    dropped = set()
+    for parts in sliders:
+        head = parts[0]
+        head.type = T.CIRCLE
+        dropped.update(id(g) for g in parts[1:])
+    return [g for g in groups if id(g) not in dropped]
 
 
 def _scaled_sv(head: Group, factor: float, rounding) -> float:
@@ -234,9 +252,10 @@ def _scaled_sv(head: Group, factor: float, rounding) -> float:
     return max(round(rounding((head.scroll_speed or 1.0) * factor / SV_STEP + 1e-9) * SV_STEP, 2), MIN_SV)
 
 
-def _built_slider(parts: list[Group], template: Beatmap) -> HitObject:
-    """The slider groups_to_beatmap makes from one finished slider's groups."""
-    return groups_to_beatmap(parts, template).hit_objects[0]
+def _built_slider(parts: list[Group], template: Beatmap) -> HitObject | None:
+    """The slider groups_to_beatmap makes from one finished slider's groups (None if they make none)."""
+    objects = groups_to_beatmap(parts, template).hit_objects
+    return objects[0] if objects and objects[0].kind == SLIDER else None
 
 
 def _scale_control_points(parts: list[Group], factor: float) -> None:
@@ -256,6 +275,8 @@ def _keep_inside(parts: list[Group], template: Beatmap) -> None:
     head = parts[0]
     for _ in range(MAX_FIT_STEPS):
         slider = _built_slider(parts, template)
+        if slider is None:
+            return
         points = [(slider.x, slider.y), *slider.curve_points]
         curve = SliderPath(slider.curve_type, points)
         ball = slider.path().polyline

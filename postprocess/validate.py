@@ -59,7 +59,7 @@ def _object_problems(beatmap: Beatmap) -> list[str]:
     checks = [
         ("start before the object listed ahead of them", [b for a, b in zip(objects, objects[1:]) if b.time < a.time]),
         ("end before they start", [o for o in objects if o.end_time is not None and o.end_time < o.time]),
-        ("lie (or have slider points) outside the 512x384 playfield", [o for o in objects if not _inside(o)]),
+        ("lie (or have slider points) outside the 512x384 playfield", [o for o in objects if not object_in_playfield(o)]),
     ]
     valid_points = [p for p in beatmap.timing_points if _valid_point(p)]  # broken ones are reported once, above
     if any(p.uninherited for p in valid_points):
@@ -72,7 +72,8 @@ def _object_problems(beatmap: Beatmap) -> list[str]:
     return [f"{len(bad)} hit object(s) {what} (first at {bad[0].time:g} ms)." for what, bad in checks if bad]
 
 
-def _inside(o: HitObject) -> bool:
+def object_in_playfield(o: HitObject) -> bool:
+    """Whether the object (and a slider's control points and ball path) stays on the playfield, within 1 px."""
     points = np.array([(o.x, o.y), *o.curve_points])
     if o.kind == SLIDER:
         points = np.vstack((points, o.path().polyline))

@@ -209,6 +209,15 @@ def test_slider_is_kept_on_the_playfield():
     assert validity_problems(beatmap) == []
 
 
+def test_a_slider_too_long_for_the_playfield_becomes_a_circle_at_its_head():
+    # 60 s of slider at the lowest SV is still about 4,000 px of path: no shape fits, so the onset stays as a circle.
+    groups = [note(500, 100, 100), *slider(1000, 61000, (450, 200), (500, 200), sv=1.0), note(62000, 300, 300)]
+    beatmap = build_beatmap(groups, template())
+    assert [(o.kind, o.time, o.x, o.y) for o in beatmap.hit_objects] == [
+        ("circle", 500, 100, 100), ("circle", 1000, 450, 200), ("circle", 62000, 300, 300)]
+    assert validity_problems(beatmap) == []
+
+
 def test_duplicate_objects_are_dropped_whole():
     groups = [note(1000, 100, 100), note(1004, 300, 300, snap=1),  # resnaps to 1000 as well
               note(2000, 50, 50), *slider(2000, 2500, (200, 200), (300, 200), sv=1.0),
