@@ -21,7 +21,7 @@ from evaluation.metrics import onsets
 from evaluation.report import primary_tolerance, summarize, write_report
 from evaluation.scoring import score_map
 from osuT5.audio import DEFAULT_SAMPLE_RATE, AudioError, load_audio
-from osuT5.pipeline import InferenceError, run
+from osuT5.pipeline import EmptyMapError, InferenceError, run
 from osuT5.sources import BeatmapEntry, SourceError, find_beatmaps
 from postprocess.validate import validity_problems_file
 from tokenizer.check import star_rating
@@ -127,9 +127,7 @@ def _evaluate_map(cfg: DictConfig, base: DictConfig, entry: BeatmapEntry, out: P
     try:
         result = run(map_request(base, reference, entry, stars, int(cfg.seed), out / "maps"))
         generated, problems, error = read_beatmap(result.osu_path), validity_problems_file(result.osu_path), None
-    except InferenceError as e:
-        if "no hit objects" not in str(e):
-            raise
+    except EmptyMapError as e:
         generated, problems, error = None, [], str(e)
     row = score_map(reference, generated, strength, song_ms, tolerances)
     row.update(set=entry.set_key, osu=entry.osu_path.name, mode=reference.mode, requested_stars=stars,

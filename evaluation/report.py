@@ -143,7 +143,8 @@ def _plots(folder: Path, rows: list[dict], onset_plot: dict | None) -> list[str]
     top = max([r["requested_stars"] for r in rows] + [r["achieved_stars"] for r in done] + [1])
     ax.plot([0, top], [0, top], color="grey", linewidth=1)
     ax.set(xlabel="requested star rating", ylabel="achieved star rating", title="Requested vs achieved stars")
-    ax.legend()
+    if done:
+        ax.legend()
     names.append(_save(fig, folder, "stars"))
 
     if onset_plot is not None:

@@ -49,6 +49,10 @@ class InferenceError(Exception):
     """A request that cannot be carried out; the message is one sentence for the user."""
 
 
+class EmptyMapError(InferenceError):
+    """The model ran but wrote no hit objects, so there is no beatmap to save."""
+
+
 @dataclass
 class Request:
     """A checked, fully resolved generation request."""
@@ -335,8 +339,9 @@ def run(cfg: DictConfig) -> Result:
     beatmap = _generate(request, generator, tokenizer, song_ms)
     if cfg.add_to_beatmap:
         beatmap = merge_partial(request.reference, beatmap, *_range(cfg, song_ms))
-    _check(bool(beatmap.hit_objects), "the model wrote no hit objects for this song; nothing was saved "
-                                      "(try another seed, a higher temperature, or check model_path)")
+    if not beatmap.hit_objects:
+        raise EmptyMapError("the model wrote no hit objects for this song; nothing was saved "
+                            "(try another seed, a higher temperature, or check model_path)")
     osu_path, osz_path = _write(request, beatmap)
     stars = star_rating(beatmap) if beatmap.hit_objects else 0.0
     bpm = round(60000 / Timing(beatmap.timing_points).median_beat_length(song_ms), 2)

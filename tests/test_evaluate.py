@@ -13,7 +13,7 @@ from evaluation.baselines import flux_onsets, half_beat_grid, onset_strength
 from evaluation.metrics import beat_phase_error, column_score, match, notes, onset_score, onsets
 from evaluation.scoring import score_map
 from osuT5.sources import BeatmapEntry
-from tokenizer.osu_file import parse_beatmap, read_beatmap
+from tokenizer.osu_file import Beatmap, parse_beatmap, read_beatmap
 from tokenizer.timing import Timing, TimingPoint
 
 
@@ -124,6 +124,24 @@ def test_evaluate_writes_a_report_where_a_copying_model_is_perfect(synthetic_cor
     assert metrics["summary"]["mania"]["columns"]["20"]["f1"] >= 0.95
     report = (out / "report.md").read_text()
     assert "spectral flux" in report and "1/2-beat grid" in report and "![stars](stars.png)" in report
+
+
+def test_a_model_that_writes_nothing_scores_zero_and_counts_as_invalid(synthetic_corpus, model_dir, tokenizer,
+                                                                       monkeypatch, tmp_path):
+    replay_maps(monkeypatch, tokenizer, lambda mode: Beatmap())
+    out = tmp_path / "report"
+    cfg = evaluation_config(f"data_root={synthetic_corpus}", f"output_dir={out}", f"generation.model_path={model_dir}",
+                            "generation.threads=1", "+generation.max_new_tokens=24", "gamemodes=[3]")
+    assert evaluate(cfg) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    [row] = metrics["maps"]
+    assert row["error"].startswith("the model wrote no hit objects") and not row["valid"]
+    summary = metrics["summary"]["mania"]
+    assert summary["failed"] == 1 and summary["validity_rate"] == 0 and summary["onsets"]["model"]["20"]["f1"] == 0
+    # The baselines are still scored: notes on every beat, so the half-beat grid has twice the onsets (F1 2/3).
+    assert summary["onsets"]["grid"]["20"]["f1"] == pytest.approx(2 / 3, abs=0.02)
+    assert summary["onsets"]["flux"]["50"]["f1"] > 0.5
+    assert summary["stars"]["maps"] == 0 and summary["stars"]["rmse"] is None
 
 
 def test_evaluate_refuses_bad_input_in_one_sentence(tmp_path, capsys):
