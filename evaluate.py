@@ -21,6 +21,7 @@ from evaluation.metrics import onsets
 from evaluation.report import primary_tolerance, summarize, write_report
 from evaluation.scoring import score_map
 from osuT5.audio import DEFAULT_SAMPLE_RATE, AudioError, load_audio
+from osuT5.model import load_model
 from osuT5.pipeline import EmptyMapError, InferenceError, run
 from osuT5.sources import BeatmapEntry, SourceError, find_beatmaps
 from postprocess.validate import validity_problems_file
@@ -80,9 +81,13 @@ def evaluate(cfg: DictConfig) -> int:
     """Generate and score every selected reference, write the report; the exit code."""
     try:
         base = generation_config(cfg)
+        load_model(str(base.model_path))  # a bad model folder fails here, not once per map
         entries = find_beatmaps(str(cfg.data_root), split=cfg.split, modes=list(cfg.gamemodes), extract_dir=cfg.extract_dir)
     except (InferenceError, SourceError) as e:
         print(f"error: {e}", file=sys.stderr)
+        return 1
+    except FileNotFoundError as e:
+        print(f"error: generation.model_path {base.model_path}: {e}", file=sys.stderr)
         return 1
     entries = select(entries, cfg.max_per_mode)
     out = Path(str(cfg.output_dir))
@@ -92,9 +97,9 @@ def evaluate(cfg: DictConfig) -> int:
     for number, entry in enumerate(entries, 1):
         try:
             row, plot = _evaluate_map(cfg, base, entry, out, tolerances, strengths)
-        except (InferenceError, AudioError, BeatmapError) as e:
-            print(f"error: {entry.osu_path.name}: {e}", file=sys.stderr)
-            return 1
+        except (InferenceError, AudioError, BeatmapError) as e:  # this reference cannot be used: say so, go on
+            print(f"[{number}/{len(entries)}] {entry.osu_path.name}: skipped: {e}", file=sys.stderr, flush=True)
+            continue
         rows.append(row)
         if onset_plot is None and plot is not None and (cfg.plot_song in (None, entry.set_key)):
             onset_plot = plot
@@ -102,7 +107,8 @@ def evaluate(cfg: DictConfig) -> int:
               f"{row['requested_stars']:.2f}* -> {row['achieved_stars'] or 0:.2f}*, "
               f"{'valid' if row['valid'] else row['error'] or '; '.join(row['problems'])}, {row['seconds']:.1f} s", flush=True)
     if not rows:
-        print("error: no reference maps match the selection", file=sys.stderr)
+        print("error: no reference map could be evaluated" if entries else "error: no reference maps match the selection",
+              file=sys.stderr)
         return 1
     summary = summarize(rows, tolerances)
     config = OmegaConf.to_container(cfg, resolve=True)

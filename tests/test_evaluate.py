@@ -149,4 +149,6 @@ def test_evaluate_refuses_bad_input_in_one_sentence(tmp_path, capsys):
     assert capsys.readouterr().err.startswith("error: ")
     assert evaluate(evaluation_config("+generation.tempo=2", f"output_dir={tmp_path / 'out'}")) == 1
     assert "generation.tempo is not a setting" in capsys.readouterr().err
+    assert evaluate(evaluation_config(f"generation.model_path={tmp_path / 'nomodel'}", f"output_dir={tmp_path / 'out'}")) == 1
+    assert "is not a model folder" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
