@@ -65,10 +65,14 @@ def build_beatmap(groups: list[Group], template: Beatmap, *, seed: int = 0, snap
         unfit = [parts for parts in objects if parts[0].type == T.SLIDER_HEAD and not _fix_slider(parts, template)]
         groups = _as_circles(unfit, groups)
     beatmap = groups_to_beatmap(groups, template)
-    outside = {round(o.time) for o in beatmap.hit_objects if o.kind == SLIDER and not object_in_playfield(o)}
-    if outside:  # a slider the whole map's timing made leave the field: last resort, as above
+    while outside := {round(o.time) for o in beatmap.hit_objects if o.kind == SLIDER and not object_in_playfield(o)}:
+        # A slider the whole map's SV made leave the field: last resort, as above. Each round removes one
+        # slider's SV from what later sliders inherit, so check again until none is left outside.
         heads = [parts for parts in objects if parts[0].type == T.SLIDER_HEAD and round(parts[0].time) in outside]
-        beatmap = groups_to_beatmap(_as_circles(heads, groups), template)
+        if not heads:
+            break
+        groups = _as_circles(heads, groups)
+        beatmap = groups_to_beatmap(groups, template)
     points = sorted(beatmap.timing_points, key=lambda p: (p.time, not p.uninherited))
     if template.mode != 3:  # mania keeps volumes on its notes
         points = _volumes_on_timing_points(beatmap.hit_objects, points)
