@@ -93,12 +93,13 @@ def evaluate(cfg: DictConfig) -> int:
     out = Path(str(cfg.output_dir))
     tolerances = [int(t) for t in cfg.tolerances]
     key = primary_tolerance(tolerances)
-    rows, strengths, onset_plot = [], {}, None
+    rows, skipped, strengths, onset_plot = [], [], {}, None
     for number, entry in enumerate(entries, 1):
         try:
             row, plot = _evaluate_map(cfg, base, entry, out, tolerances, strengths)
         except (InferenceError, AudioError, BeatmapError) as e:  # this reference cannot be used: say so, go on
             print(f"[{number}/{len(entries)}] {entry.osu_path.name}: skipped: {e}", file=sys.stderr, flush=True)
+            skipped.append({"osu": entry.osu_path.name, "reason": str(e)})
             continue
         rows.append(row)
         if onset_plot is None and plot is not None and (cfg.plot_song in (None, entry.set_key)):
@@ -112,7 +113,7 @@ def evaluate(cfg: DictConfig) -> int:
         return 1
     summary = summarize(rows, tolerances)
     config = OmegaConf.to_container(cfg, resolve=True)
-    report = write_report(out, rows, summary, tolerances, config, onset_plot)
+    report = write_report(out, rows, skipped, summary, tolerances, config, onset_plot)
     for mode, s in summary.items():
         scores = s["onsets"]
         print(f"{mode}: {s['maps']} maps, F1@{key} model {scores['model'][key]['f1']:.3f} / flux {scores['flux'][key]['f1']:.3f} "

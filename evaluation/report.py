@@ -70,15 +70,17 @@ def _summary(rows: list[dict], tolerances: list[int]) -> dict:
     return summary
 
 
-def write_report(folder: Path, rows: list[dict], summary: dict, tolerances: list[int], config: dict,
-                 onset_plot: dict | None) -> Path:
-    """metrics.json (config, summary, rows), report.md and the PNG plots; the report's path."""
+def write_report(folder: Path, rows: list[dict], skipped: list[dict], summary: dict, tolerances: list[int],
+                 config: dict, onset_plot: dict | None) -> Path:
+    """metrics.json (config, summary, rows, skipped references), report.md and the PNG plots; the report's path."""
     folder.mkdir(parents=True, exist_ok=True)
-    (folder / "metrics.json").write_text(json.dumps({"config": config, "summary": summary, "maps": rows}, indent=1))
+    (folder / "metrics.json").write_text(json.dumps({"config": config, "summary": summary, "maps": rows,
+                                                     "skipped": skipped}, indent=1))
     plots = _plots(folder, rows, onset_plot)
     lines = [f"# Evaluation: {config['generation'].get('model_path')}", "",
              f"{len(rows)} reference maps from {config['data_root']} ({config['split']} split), seed {config['seed']}. "
              "Means over maps; a failed generation counts as F1 0 and as invalid.", ""]
+    lines += [f"Skipped: {s['osu']}: {s['reason']}." for s in skipped] + ([""] if skipped else [])
     lines += _onset_table(summary, tolerances)
     lines += _other_table(summary)
     lines += [f"![{name}]({name}.png)" for name in plots]

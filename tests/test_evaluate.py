@@ -114,7 +114,7 @@ def test_evaluate_writes_a_report_where_a_copying_model_is_perfect(synthetic_cor
     assert evaluate(cfg) == 0
     assert {"metrics.json", "report.md", "f1_by_difficulty.png", "stars.png", "onsets.png", "maps"} <= {p.name for p in out.iterdir()}
     metrics = json.loads((out / "metrics.json").read_text())
-    assert [m["mode"] for m in metrics["maps"]] == [0, 3]
+    assert [m["mode"] for m in metrics["maps"]] == [0, 3] and metrics["skipped"] == []
     for mode in ("osu!", "mania", "overall"):
         summary = metrics["summary"][mode]
         assert summary["validity_rate"] == 1 and summary["failed"] == 0
