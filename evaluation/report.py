@@ -156,7 +156,7 @@ def _plots(folder: Path, rows: list[dict], onset_plot: dict | None) -> list[str]
         ax.vlines(onset_plot["reference"] / 1000, 1.05, 1.25, color="tab:blue", label="human")
         ax.vlines(onset_plot["generated"] / 1000, 1.3, 1.5, color="tab:orange", label="generated")
         ax.set(xlabel="seconds", yticks=[], xlim=(times[0], times[-1]), title=onset_plot["title"])
-        ax.legend(loc="upper right", fontsize=8)
+        ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=8)  # beside the plot, off the ticks
         names.append(_save(fig, folder, "onsets"))
     return names
 
