@@ -3,7 +3,7 @@
     python bench/generate_song.py --model outputs/train/tiny_main/model --audio song.ogg --repeats 3 [key=value ...]
 
 The audio is cut (or looped) to --seconds and written to a temporary wav; extra key=value pairs go to
-configs/inference_v29.yaml (e.g. precision=amp gamemode=3). Prints one line per run and the medians.
+configs/inference_v29.yaml (e.g. precision=fp32 gamemode=3). Prints one line per run and the medians.
 """
 from __future__ import annotations
 
@@ -28,7 +28,7 @@ from osuT5.audio import load_audio  # noqa: E402
 from osuT5.generate import WindowRules, decode_window  # noqa: E402
 from osuT5.logits import SamplingConfig, TokenKinds  # noqa: E402
 from osuT5.model import load_model, pad_to_window  # noqa: E402
-from osuT5.pipeline import InferenceError, run  # noqa: E402
+from osuT5.pipeline import InferenceError, pick_precision, run  # noqa: E402
 from tokenizer.vocabulary import SOS  # noqa: E402
 
 
@@ -75,7 +75,8 @@ def main() -> None:
             rates.append(tokens / elapsed)
             print(f"run {repeat + 1}: {elapsed:.1f} s, {tokens} tokens, {tokens / elapsed:.0f} tokens/s, {outcome}", flush=True)
     torch.set_num_threads(2)
-    sustained = sustained_decode_rate(args.model, audio, autocast="precision=amp" in args.overrides)
+    precision = pick_precision(str(cfg.precision), torch.device("cpu"))  # what the runs above used
+    sustained = sustained_decode_rate(args.model, audio, autocast=precision == "amp")
     peak_gib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
     print(f"{args.seconds:g} s of audio: median {statistics.median(seconds):.1f} s "
           f"({', '.join(f'{s:.1f}' for s in seconds)}), median {statistics.median(rates):.0f} tokens/s, "

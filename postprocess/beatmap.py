@@ -66,8 +66,9 @@ def build_beatmap(groups: list[Group], template: Beatmap, *, seed: int = 0, snap
         groups = _as_circles(unfit, groups)
     beatmap = groups_to_beatmap(groups, template)
     while outside := {round(o.time) for o in beatmap.hit_objects if o.kind == SLIDER and not object_in_playfield(o)}:
-        # A slider the whole map's SV made leave the field: last resort, as above. Each round removes one
-        # slider's SV from what later sliders inherit, so check again until none is left outside.
+        # Last resort, as above: decoding the whole map can pair a slider's parts differently from the
+        # per-slider build (overlapping sliders), and turning one into a circle can re-pair the next,
+        # so check the result again until no slider is left outside.
         heads = [parts for parts in objects if parts[0].type == T.SLIDER_HEAD and round(parts[0].time) in outside]
         if not heads:
             break
