@@ -15,6 +15,7 @@ import shutil
 import sys
 import time
 from pathlib import Path
+from typing import Callable
 
 if __package__ in (None, ""):  # run as a script: make the repository root importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -99,13 +100,10 @@ def checkpoints(folder: Path) -> list[Path]:
     return sorted(found, key=lambda p: int(p.name.split("-")[-1]))
 
 
-def save_checkpoint(accelerator: Accelerator, folder: Path, state: dict, tokenizer: Tokenizer, keep: int,
-                    config: MapperatorinatorConfig) -> None:
-    """accelerate state (model, optimizer, scheduler, RNG) plus our position, published by an atomic rename.
-
-    With config.json and tokenizer.json next to model.safetensors, a checkpoint is also a model folder
-    that inference, evaluate.py and osuT5.export load directly.
-    """
+def publish_checkpoint(accelerator: Accelerator, folder: Path, state: dict, keep: int,
+                       write_extras: Callable[[Path], None]) -> None:
+    """accelerate state (model, optimizer, scheduler, RNG), `write_extras(folder)` and our position,
+    published by an atomic rename; only the newest `keep` checkpoints stay."""
     final = folder / f"checkpoint-{state['step']}"
     partial = folder / f".partial-checkpoint-{state['step']}"
     if accelerator.is_main_process and partial.exists():
@@ -114,8 +112,7 @@ def save_checkpoint(accelerator: Accelerator, folder: Path, state: dict, tokeniz
     accelerator.save_state(str(partial))
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
-        tokenizer.save(partial / "tokenizer.json")
-        config.save_pretrained(partial)
+        write_extras(partial)
         (partial / STATE_FILE).write_text(json.dumps(state))
         if final.exists():
             shutil.rmtree(final)
@@ -123,6 +120,17 @@ def save_checkpoint(accelerator: Accelerator, folder: Path, state: dict, tokeniz
         for old in checkpoints(folder)[:-keep]:
             shutil.rmtree(old)
     accelerator.wait_for_everyone()
+
+
+def save_checkpoint(accelerator: Accelerator, folder: Path, state: dict, tokenizer: Tokenizer, keep: int,
+                    config: MapperatorinatorConfig) -> None:
+    """With config.json and tokenizer.json next to model.safetensors, a checkpoint is also a model folder
+    that inference, evaluate.py and osuT5.export load directly."""
+    def write_extras(partial: Path) -> None:
+        tokenizer.save(partial / "tokenizer.json")
+        config.save_pretrained(partial)
+
+    publish_checkpoint(accelerator, folder, state, keep, write_extras)
 
 
 @torch.no_grad()
