@@ -28,6 +28,9 @@ from tokenizer.osu_file import Beatmap, BeatmapError, format_beatmap, read_beatm
 from tokenizer.timing import Timing, TimingPoint
 from tokenizer.vocabulary import Tokenizer
 
+from osu_diffusion.objects import object_sequence
+from osu_diffusion.refine import RefineOptions, Refiner, RefinerError
+
 from .audio import DEFAULT_SAMPLE_RATE, AudioError, load_audio
 from .generate import ContextPlan, Generator
 from .logits import SamplingConfig
@@ -308,6 +311,26 @@ def load_generator(cfg: DictConfig, device: torch.device, precision: str):
         raise InferenceError(f"model_path {cfg.model_path}: {e}; train one (osuT5/train.py) or pass model_path=FOLDER") from None
 
 
+def load_refiner(cfg: DictConfig, device: torch.device, tokenizer: Tokenizer) -> Refiner:
+    """The position refiner, keeping objects inside the generator's position cells."""
+    options = RefineOptions(start_step=int(cfg.diff_start_step), cfg_scale=float(cfg.diff_cfg_scale),
+                            distance_passes=int(cfg.diff_distance_passes),
+                            cell_size=float(tokenizer.config.position_precision))
+    _check(1 <= options.start_step <= 1000, f"diff_start_step must be from 1 to 1000, not {options.start_step}")
+    try:
+        return Refiner.load(str(cfg.diff_model_path), options, device)
+    except RefinerError as error:
+        raise InferenceError(str(error)) from None
+
+
+def refine_positions(groups: list[Group], refiner: Refiner, redlines: list[TimingPoint], meta: BeatmapMetadata) -> None:
+    """Replace the generated cell-centre positions of the map groups with refined ones, in place."""
+    seq = object_sequence(groups, Timing(redlines), meta.slider_multiplier)
+    if len(seq):
+        classes = refiner.classes(meta.star_rating, meta.mapper, meta.descriptors, meta.circle_size)
+        seq.write_back(refiner.refine(seq, classes))
+
+
 def run(cfg: DictConfig) -> Result:
     """Resolve, generate every requested context, post-process and write the beatmap (and .osz)."""
     began = time.perf_counter()
@@ -319,6 +342,7 @@ def run(cfg: DictConfig) -> Result:
     audio = _load_song(request.audio_path, DEFAULT_SAMPLE_RATE)  # before the model: bad audio fails in a second
     precision = pick_precision(str(cfg.precision), device)
     model, tokenizer = load_generator(cfg, device, precision)
+    refiner = load_refiner(cfg, device, tokenizer) if cfg.generate_positions and request.mode in (0, 2) else None
     if model.config.sample_rate != DEFAULT_SAMPLE_RATE:
         audio = _load_song(request.audio_path, model.config.sample_rate)
     _check(request.mode in tokenizer.config.gamemodes, f"this model was not trained for gamemode {request.mode}")
@@ -336,7 +360,7 @@ def run(cfg: DictConfig) -> Result:
                               gamemode=request.mode)
     generator = Generator(model, tokenizer, audio, sampling, request.seed, float(cfg.lookback), float(cfg.lookahead),
                           int(cfg.max_new_tokens), autocast=autocast, progress=bool(cfg.progress))
-    beatmap = _generate(request, generator, tokenizer, song_ms)
+    beatmap = _generate(request, generator, tokenizer, song_ms, refiner)
     if cfg.add_to_beatmap:
         beatmap = merge_partial(request.reference, beatmap, *_range(cfg, song_ms))
     if not beatmap.hit_objects:
@@ -363,8 +387,9 @@ def _range(cfg: DictConfig, song_ms: float) -> tuple[float, float]:
             float(cfg.end_time) if cfg.end_time is not None else song_ms)
 
 
-def _generate(request: Request, generator: Generator, tokenizer: Tokenizer, song_ms: float) -> Beatmap:
-    """Timing, then kiai, map and sv passes (each sees the ones before), then post-processing."""
+def _generate(request: Request, generator: Generator, tokenizer: Tokenizer, song_ms: float,
+              refiner: Refiner | None = None) -> Beatmap:
+    """Timing, then kiai, map and sv passes (each sees the ones before), the refiner, then post-processing."""
     cfg = request.cfg
     start, end = _range(cfg, song_ms)
     reference_groups = beatmap_to_groups(request.reference, tokenizer.config) if request.reference else {}
@@ -389,6 +414,8 @@ def _generate(request: Request, generator: Generator, tokenizer: Tokenizer, song
         groups = generator.generate_context(context, windows, plan, prefilled=prefilled)
         plan.finished[context] = groups
         generated += [g for g in groups if start - 10 <= g.time <= end + 10]
+    if refiner is not None:
+        refine_positions(generated, refiner, redlines, request.metadata)
     return build_beatmap(generated, template, seed=request.seed, snap_overlaps=bool(cfg.snap_near_perfect_overlaps),
                          resnap=bool(cfg.resnap_events))
 

@@ -165,12 +165,14 @@ def bad_inputs(folder: Path, song: Path) -> dict[str, tuple[list[str], str]]:
         "output is a file": ([f"audio_path={song}", f"output_path={folder / 'a_file'}"], "is a file"),
         "output cannot be made": ([f"audio_path={song}", f"output_path={folder / 'a_file' / 'inside'}"], "cannot write"),
         "missing model": ([f"audio_path={song}", f"model_path={folder / 'no_model'}"], "is not a model folder"),
+        "missing refiner": ([f"audio_path={song}", "generate_positions=true", f"diff_model_path={folder / 'none'}"],
+                            "holds no refiner"),
     }
 
 
 @pytest.mark.parametrize("case", ["missing audio", "unreadable audio", "unsupported format", "empty audio", "silent audio",
                                   "not a beatmap", "gamemode 7", "difficulty -1", "keycount 0", "cfg_scale 0",
-                                  "output is a file", "output cannot be made", "missing model"])
+                                  "output is a file", "output cannot be made", "missing model", "missing refiner"])
 def test_bad_input_gets_one_sentence_and_writes_nothing(model_dir, song, tmp_path, capsys, case):
     folder = tmp_path / "inputs"
     folder.mkdir()
@@ -198,3 +200,25 @@ def test_auto_precision_uses_bf16_autocast_only_where_the_cpu_has_native_bf16(mo
     assert pick_precision("auto", cpu) == "fp32"
     monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: True)
     assert pick_precision("auto", cpu) == "amp"
+
+
+@pytest.mark.parametrize("mode", [0, 2])
+def test_generate_positions_refines_inside_the_written_cells_and_stays_valid(model_dir, song, human_model, tokenizer,
+                                                                             tmp_path, mode):
+    from osu_diffusion.model import DiT, DiTConfig, save_dit
+
+    torch.manual_seed(0)
+    refiner = DiT(DiTConfig(hidden=32, depth=1, heads=2, position_dim=16, context_dim=16, attention_band=8))
+    for p in refiner.parameters():
+        torch.nn.init.normal_(p, std=0.05)
+    save_dit(refiner, tmp_path / "refiner")
+    common = [f"audio_path={song}", f"gamemode={mode}", "difficulty=4.5", "snap_near_perfect_overlaps=false"]
+    plain = read_beatmap(run(config(model_dir, *common, f"output_path={tmp_path / 'plain'}")).osu_path)
+    refined = read_beatmap(run(config(model_dir, *common, "generate_positions=true", f"diff_model_path={tmp_path / 'refiner'}",
+                                      f"output_path={tmp_path / 'refined'}")).osu_path)
+    assert validity_problems(refined) == []
+    assert [o.time for o in refined.hit_objects] == [o.time for o in plain.hit_objects]
+    circles = [(a, b) for a, b in zip(plain.hit_objects, refined.hit_objects) if a.kind == "circle"]
+    assert sum((a.x, a.y) != (b.x, b.y) for a, b in circles) > len(circles) // 2
+    for a, b in circles:  # cell centres in, positions inside the same 32-px cell out
+        assert abs(b.x - a.x) <= 16 and abs(b.y - a.y) <= 16
