@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from tokenizer.encode import beatmap_to_groups, groups_to_events, hold_note_ratio, is_hitsounded, scroll_speed_ratio
+from tokenizer.encode import beatmap_to_groups, groups_to_events
 from tokenizer.events import ContextType, EventType, Group
 from tokenizer.check import star_rating
 from tokenizer.osu_file import Beatmap, BeatmapError, read_beatmap
@@ -24,7 +24,7 @@ from tokenizer.vocabulary import PAD, Tokenizer
 
 from .audio import AudioCache, AudioError, change_speed
 from .model import IGNORE_INDEX, pad_to_window
-from .sequence import BeatmapMetadata, Context, build_sequence, metadata_events
+from .sequence import BeatmapMetadata, Context, beatmap_metadata, build_sequence, metadata_events
 from .sources import BeatmapEntry
 
 log = logging.getLogger(__name__)
@@ -231,12 +231,8 @@ class WindowDataset(Dataset):
         record = self.records[b]
         beatmap, entry = record.beatmap, record.entry
         stars = entry.star_rating if speed == 1.0 and entry.star_rating is not None else star_rating(beatmap, speed)
-        return BeatmapMetadata(
-            mode=beatmap.mode, star_rating=stars, mapper=record.mapper, year=entry.year, hitsounded=is_hitsounded(beatmap),
-            song_length_ms=record.duration_ms / speed, slider_multiplier=beatmap.slider_multiplier, circle_size=beatmap.cs,
-            keycount=beatmap.keycount, hold_note_ratio=hold_note_ratio(beatmap), scroll_speed_ratio=scroll_speed_ratio(beatmap),
-            descriptors=list(entry.descriptors) or None,
-        )
+        return beatmap_metadata(beatmap, stars, record.duration_ms / speed, mapper=record.mapper, year=entry.year,
+                                descriptors=list(entry.descriptors) or None)
 
     def _window_groups(self, b: int, context: ContextType, start: float, choice: _Choice) -> list[Group]:
         """The context's groups inside [start, start + window) of the sped-up song, with times and flips applied."""

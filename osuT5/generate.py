@@ -17,7 +17,7 @@ from transformers.modeling_outputs import BaseModelOutput
 
 from tokenizer.decode import events_to_groups
 from tokenizer.encode import groups_to_events, window_slice
-from tokenizer.events import ContextType, EventType, Group
+from tokenizer.events import ContextType, Event, EventType, Group
 from tokenizer.vocabulary import EOS, PAD, Tokenizer
 
 from .logits import SamplingConfig, TokenKinds, next_token
@@ -224,20 +224,15 @@ class Generator:
         return sorted(groups, key=lambda g: g.time)
 
     def _prompt(self, context: ContextType, w: Window, plan: ContextPlan, meta: BeatmapMetadata, known: list[Group]) -> list[int]:
-        tok, start, end = self.tokenizer, w.start_ms, w.start_ms + self.window_ms
-        in_contexts = []
-        for kind, groups, specials in plan.in_contexts:
-            events = groups_to_events(_in_window(groups, start, end), tok, start, hitsounds=kind != ContextType.NO_HS)
-            in_contexts.append(Context(kind, events if kind != ContextType.NONE else [], specials=list(specials)))
-        out_contexts = [Context(kind, groups_to_events(_in_window(groups, start, end), tok, start))
-                        for kind, groups in plan.finished.items()]
-        out_contexts.append(Context(context, groups_to_events(known, tok, start)))
-        kiai = [g for g in plan.finished.get(ContextType.KIAI, []) if g.time < start]
-        speeds = [g for g in plan.finished.get(ContextType.SV, []) if g.time < start and g.scroll_speed]
-        metadata = metadata_events(tok, meta, start, last_kiai=kiai[-1].value if kiai else 0,
-                                   last_scroll_speed=speeds[-1].scroll_speed if speeds else 1.0)
-        ids, _ = build_sequence(tok, in_contexts, metadata, out_contexts, end=False)
+        in_contexts, metadata, out_contexts = prompt_parts(self.tokenizer, plan, meta, w.start_ms, w.start_ms + self.window_ms)
+        out_contexts.append(Context(context, groups_to_events(known, self.tokenizer, w.start_ms)))
+        ids, _ = build_sequence(self.tokenizer, in_contexts, metadata, out_contexts, end=False)
         return ids
+
+    def encoder_states(self, windows: list[Window]) -> torch.Tensor:
+        """The encoder states of `windows` stacked (batch, frames, d_model), encoding the ones not yet encoded."""
+        self.encode(windows)
+        return torch.cat([self._encoded[w.start_sample] for w in windows])
 
     def parallel_markers(self, passes: int, plan: ContextPlan, rng: np.random.Generator) -> list[list[tuple[float, EventType]]]:
         """Beat markers of `passes` greedy timing passes over independent windows, each pass shifted
@@ -254,7 +249,24 @@ class Generator:
         return results
 
 
-def _in_window(groups: list[Group], start: float, end: float) -> list[Group]:
+def prompt_parts(tokenizer: Tokenizer, plan: ContextPlan, meta: BeatmapMetadata, start: float,
+                 end: float) -> tuple[list[Context], list[Event], list[Context]]:
+    """A window's in-contexts, metadata tokens and finished out contexts (in `plan.finished` order): every
+    prompt starts with these, in generation and when MaiMod teacher-forces a real map."""
+    in_contexts = []
+    for kind, groups, specials in plan.in_contexts:
+        events = groups_to_events(in_window(groups, start, end), tokenizer, start, hitsounds=kind != ContextType.NO_HS)
+        in_contexts.append(Context(kind, events if kind != ContextType.NONE else [], specials=list(specials)))
+    out_contexts = [Context(kind, groups_to_events(in_window(groups, start, end), tokenizer, start))
+                    for kind, groups in plan.finished.items()]
+    kiai = [g for g in plan.finished.get(ContextType.KIAI, []) if g.time < start]
+    speeds = [g for g in plan.finished.get(ContextType.SV, []) if g.time < start and g.scroll_speed]
+    metadata = metadata_events(tokenizer, meta, start, last_kiai=kiai[-1].value if kiai else 0,
+                               last_scroll_speed=speeds[-1].scroll_speed if speeds else 1.0)
+    return in_contexts, metadata, out_contexts
+
+
+def in_window(groups: list[Group], start: float, end: float) -> list[Group]:
     """The groups (sorted by time) with start <= time < end, by bisection: this runs per window and pass."""
     key = lambda g: g.time
     return groups[bisect.bisect_left(groups, start, key=key):bisect.bisect_left(groups, end, key=key)]

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from tokenizer.encode import hold_note_ratio, is_hitsounded, scroll_speed_ratio
 from tokenizer.events import ContextType, Event, EventType
+from tokenizer.osu_file import Beatmap
 from tokenizer.vocabulary import EOS, SOS, Tokenizer
 
 T = EventType
@@ -29,6 +31,17 @@ class BeatmapMetadata:
     hold_note_ratio: float | None = None
     scroll_speed_ratio: float | None = None
     descriptors: list[str] | None = None
+
+
+def beatmap_metadata(beatmap: Beatmap, star_rating: float | None, song_length_ms: float, mapper: str | None = None,
+                     year: int | None = None, descriptors: list[str] | None = None) -> BeatmapMetadata:
+    """A real map's conditioning as training sees it (its mode, settings and statistics); needs hit objects."""
+    return BeatmapMetadata(
+        mode=beatmap.mode, star_rating=star_rating, mapper=mapper, year=year, hitsounded=is_hitsounded(beatmap),
+        song_length_ms=song_length_ms, slider_multiplier=beatmap.slider_multiplier, circle_size=beatmap.cs,
+        keycount=beatmap.keycount, hold_note_ratio=hold_note_ratio(beatmap), scroll_speed_ratio=scroll_speed_ratio(beatmap),
+        descriptors=descriptors,
+    )
 
 
 @dataclass
