@@ -17,7 +17,6 @@ import numpy as np
 import torch
 
 from osuT5.sources import SourceError, find_beatmaps
-from tokenizer.curves import SliderPath
 from tokenizer.encode import beatmap_to_groups
 from tokenizer.events import ContextType
 from tokenizer.osu_file import BeatmapError, read_beatmap
@@ -27,12 +26,12 @@ from .objects import ObjectSequence, object_sequence
 from .refine import RefineOptions, Refiner, RefinerError
 
 
-def beatmap_files(paths: list[str], split: str | None) -> list[Path]:
-    """A corpus folder (index.csv) gives its split's std/catch maps; any other folder every .osu under it."""
+def beatmap_files(paths: list[str], split: str | None, modes: list[int]) -> list[Path]:
+    """A corpus folder (index.csv) gives its split's maps of `modes`; any other folder every .osu under it."""
     files = []
     for path in map(Path, paths):
         if (path / "index.csv").exists():
-            files += [e.osu_path for e in find_beatmaps(path, split=split, modes=[0, 2])]
+            files += [e.osu_path for e in find_beatmaps(path, split=split, modes=modes)]
         elif path.is_dir():
             files += sorted(path.rglob("*.osu"))
         elif path.suffix == ".osu":
@@ -52,8 +51,7 @@ def slider_end_errors(seq: ObjectSequence, positions: np.ndarray) -> np.ndarray:
     errors = []
     for s in seq.sliders:
         if s.required_length:
-            path = SliderPath(s.curve_type, positions[s.path_indices], s.required_length)
-            errors.append(float(np.hypot(*(np.array(path.position_at(1.0)) - positions[s.end]))))
+            errors.append(float(np.hypot(*(np.array(s.path(positions).position_at(1.0)) - positions[s.end]))))
     return np.array(errors)
 
 
@@ -88,6 +86,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("paths", nargs="+", help="folders of .osu files (a corpus folder with index.csv uses --split)")
     parser.add_argument("--model", default="weights/refiner", help="refiner folder (default: weights/refiner)")
     parser.add_argument("--split", default="val", help="split of a corpus folder with index.csv (default: val)")
+    parser.add_argument("--modes", default="0,2", help="game modes to refine: 0 osu!, 2 catch (default: both)")
     parser.add_argument("--limit", type=int, default=None, help="at most this many maps")
     parser.add_argument("--start-step", type=int, default=RefineOptions.start_step)
     parser.add_argument("--cfg-scale", type=float, default=RefineOptions.cfg_scale)
@@ -97,11 +96,15 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
+    modes = [int(m) for m in args.modes.split(",")]
+    if not set(modes) <= {0, 2}:
+        print(f"error: --modes may hold 0 (osu!) and 2 (catch), not {args.modes}", file=sys.stderr)
+        return 1
     options = RefineOptions(start_step=args.start_step, cfg_scale=args.cfg_scale, distance_passes=args.distance_passes,
                             cell_size=None if args.free else RefineOptions.cell_size)
     try:
         refiner = Refiner.load(args.model, options)
-        files = beatmap_files(args.paths, args.split)[:args.limit]
+        files = beatmap_files(args.paths, args.split, modes)[:args.limit]
     except (RefinerError, SourceError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
@@ -114,7 +117,7 @@ def main(argv: list[str] | None = None) -> int:
         except (BeatmapError, OSError) as error:
             print(f"{path.name}: skipped: {error}")
             continue
-        if beatmap.mode not in (0, 2):
+        if beatmap.mode not in modes:
             continue
         seq = object_sequence(beatmap_to_groups(beatmap, tokenizer.config)[ContextType.MAP], beatmap.timing,
                               beatmap.slider_multiplier)

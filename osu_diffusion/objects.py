@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from tokenizer.curves import SliderPath
+from tokenizer.decode import slider_curve
 from tokenizer.events import EventType, Group
 from tokenizer.timing import Timing
 
@@ -19,7 +21,6 @@ WIDTH, HEIGHT = 512.0, 384.0
 CENTRE = (256.0, 192.0)
 NUM_TYPES = 16
 ANCHOR_INDEX = {T.BEZIER_ANCHOR: 6, T.PERFECT_ANCHOR: 7, T.CATMULL_ANCHOR: 8, T.RED_ANCHOR: 9}
-CURVE_OF_ANCHOR = {T.BEZIER_ANCHOR: "B", T.PERFECT_ANCHOR: "P", T.CATMULL_ANCHOR: "C", T.RED_ANCHOR: "L"}
 REFINED_TYPES = frozenset({T.CIRCLE, T.SLIDER_HEAD, *ANCHOR_INDEX, T.LAST_ANCHOR, T.SLIDER_END})
 SEQUENCE_TYPES = REFINED_TYPES | {T.SPINNER, T.SPINNER_END}
 
@@ -29,15 +30,17 @@ class Slider:
     """Indices (into the object sequence) of one slider's parts and the pixel length it must have."""
     head: int
     anchors: list[int] = field(default_factory=list)
+    anchor_types: list[EventType] = field(default_factory=list)
     last_anchor: int | None = None
     end: int | None = None
-    curve_type: str = "B"
     required_length: float | None = None
 
-    @property
-    def path_indices(self) -> list[int]:
-        """Head, anchors and last anchor: the control points that shape the path."""
-        return [self.head, *self.anchors, self.last_anchor]
+    def path(self, positions: np.ndarray, first: int = 0) -> SliderPath:
+        """The slider's path through its head, anchors and last anchor, cut or extended to the required
+        length, built the way decoding builds it; `positions` are rows `first`, `first + 1`, ... of the map."""
+        at = lambda i: tuple(positions[i - first])
+        letter, points = slider_curve([(kind, at(i)) for kind, i in zip(self.anchor_types, self.anchors)], at(self.last_anchor))
+        return SliderPath(letter, [at(self.head), *points], self.required_length)
 
 
 @dataclass
@@ -111,9 +114,8 @@ def _pair_sliders(groups: list[Group]) -> list[Slider]:
             sliders.append(building)
             continue
         if g.type in ANCHOR_INDEX and building is not None and building.last_anchor is None:
-            if not building.anchors:
-                building.curve_type = CURVE_OF_ANCHOR[g.type]
             building.anchors.append(i)
+            building.anchor_types.append(g.type)
             continue
         building = None
         if g.type == T.LAST_ANCHOR:

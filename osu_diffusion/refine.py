@@ -11,13 +11,12 @@ mapper is unknown.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
-
-from tokenizer.curves import SliderPath
 
 from .diffusion import Schedule, denormalise, normalise
 from .model import DiT, load_dit
@@ -32,7 +31,7 @@ class RefinerError(Exception):
 
 @dataclass
 class RefineOptions:
-    start_step: int = 16  # sampling runs steps start_step-1 .. 0
+    start_step: int = 30  # sampling runs steps start_step-1 .. 0
     cfg_scale: float = 1.0
     chunk: int = 1024  # objects per forward pass
     overlap: int = 128  # objects shared by consecutive chunks, on each side
@@ -112,9 +111,15 @@ class _Constraints:
         self.pinned = keep | slider_ends  # not moved by the distance passes
         self.distances = seq.distances[begin:end]
         playfield = np.array([WIDTH, HEIGHT])
+        self.linked = np.ones(end - begin, dtype=bool)  # whose DISTANCE is measured from the object before it
         if options.cell_size:
             low = np.floor(quantised / options.cell_size) * options.cell_size
             self.low, self.high = np.clip(low, 0, playfield), np.clip(low + options.cell_size, 0, playfield)
+            # Points in two cells are at most a cell diagonal further apart (or closer) than the cell centres: a
+            # DISTANCE outside that band was measured from another object (overlapping sliders are encoded in
+            # object order, not time order), so it does not constrain this pair.
+            centre_gaps = np.hypot(*np.diff(quantised, axis=0).T)
+            self.linked[1:] = np.abs(centre_gaps - self.distances[1:]) <= options.cell_size * math.sqrt(2)
         else:
             self.low, self.high = np.zeros(2), playfield
 
@@ -127,15 +132,14 @@ class _Constraints:
         p[self.keep] = self.initial[self.keep]
         if self.options.slider_guidance:
             for s in self.sliders:
-                path = SliderPath(s.curve_type, p[[i - self.begin for i in s.path_indices]], s.required_length)
-                p[s.end - self.begin] = path.position_at(1.0)
+                p[s.end - self.begin] = s.path(p, self.begin).position_at(1.0)
         return torch.tensor(p, dtype=positions.dtype, device=positions.device)[None]
 
     def _pull_to_distances(self, p: np.ndarray) -> None:
         """One Gauss-Seidel pass over |p_i - p_(i-1)| = distance_i, moving whichever ends are free."""
         for i in range(1, len(p)):
             free_here, free_before = not self.pinned[i], not self.pinned[i - 1]
-            if not (free_here or free_before):
+            if not self.linked[i] or not (free_here or free_before):
                 continue
             step = p[i] - p[i - 1]
             length = float(np.hypot(*step))

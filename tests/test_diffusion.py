@@ -17,7 +17,6 @@ from osu_diffusion.diffusion import Schedule, denormalise, normalise
 from osu_diffusion.model import ClassLayout, DiT, DiTConfig, load_dit, save_dit
 from osu_diffusion.objects import object_sequence
 from osu_diffusion.refine import RefineOptions, Refiner
-from tokenizer.curves import SliderPath
 from tokenizer.encode import beatmap_to_groups
 from tokenizer.events import ContextType, EventType, Group
 from tokenizer.osu_file import parse_beatmap
@@ -75,7 +74,7 @@ def test_overlapping_sliders_pair_their_parts_in_order():
     first, second = seq.sliders
     assert (first.head, first.anchors, first.last_anchor, first.end) == (0, [1], 3, 5)
     assert (second.head, second.anchors, second.last_anchor, second.end) == (2, [], 4, 6)
-    assert first.curve_type == "L"
+    assert first.anchor_types == [T.RED_ANCHOR] and first.path(seq.positions).polyline.tolist()[:2] == [[0, 0], [50, 0]]
 
 
 def test_class_vector_buckets_and_unknowns():
@@ -146,8 +145,7 @@ def test_refining_keeps_cells_spinners_and_puts_slider_ends_at_their_required_le
         cell = np.floor(seq.positions[i] / 32) * 32
         assert (refined[i] >= cell).all() and (refined[i] <= cell + 32).all()
     for s in seq.sliders:
-        path = SliderPath(s.curve_type, refined[s.path_indices], s.required_length)
-        assert np.allclose(path.position_at(1.0), refined[s.end], atol=1e-6)
+        assert np.allclose(s.path(refined).position_at(1.0), refined[s.end], atol=1e-6)
 
 
 def test_distance_passes_pull_objects_toward_the_written_distances(std_sequence, tokenizer):

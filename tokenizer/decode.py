@@ -8,7 +8,7 @@ from __future__ import annotations
 import copy
 import math
 
-from .encode import mania_scroll_speeds, song_end
+from .encode import song_end
 from .events import ANCHOR_TYPES, GROUP_TYPES, Event, EventType, Group
 from .osu_file import CIRCLE, HOLD, SLIDER, SPINNER, Beatmap, HitObject, HitSample
 from .timing import Timing, TimingPoint
@@ -227,15 +227,8 @@ class _ObjectBuilder:
         if head.scroll_speed is not None:
             self.speed_requests.append((head.time, head.scroll_speed))
         slider = self._object(SLIDER, head)
-        points: list[tuple[float, float]] = []
-        for anchor in anchors:
-            point = self._position(anchor)
-            points += [point, point] if anchor.type == T.RED_ANCHOR else [point]
-        points.append(self._position(last))
-        slider.curve_type = _curve_type(anchors)
-        if slider.curve_type == "L":
-            points = [p for i, p in enumerate(points) if i == 0 or p != points[i - 1]]
-        slider.curve_points = points
+        slider.curve_type, slider.curve_points = slider_curve([(a.type, self._position(a)) for a in anchors],
+                                                              self._position(last))
         self._position(end)
         span = last.time - head.time
         if span <= 0:
@@ -254,13 +247,27 @@ class _ObjectBuilder:
         self.objects.append(slider)
 
 
-def _curve_type(anchors: list[Group]) -> str:
-    """Curve letter from the first anchor; all-red (or no) anchors make a straight 'L' slider."""
-    if all(a.type == T.RED_ANCHOR for a in anchors):
-        return "L"
-    if anchors[0].type == T.PERFECT_ANCHOR and len(anchors) != 1:
-        return "B"
-    return CURVE_LETTERS[anchors[0].type]
+def slider_curve(anchors: list[tuple[EventType, tuple[float, float]]],
+                 last: tuple[float, float]) -> tuple[str, list[tuple[float, float]]]:
+    """Curve letter and control points after the head, from the anchors' types and points and the last point.
+
+    The letter comes from the first anchor; all-red (or no) anchors make a straight 'L' slider; in a
+    bezier a red anchor is a repeated point.
+    """
+    kinds = [kind for kind, _ in anchors]
+    if all(kind == T.RED_ANCHOR for kind in kinds):
+        letter = "L"
+    elif kinds[0] == T.PERFECT_ANCHOR and len(kinds) != 1:
+        letter = "B"
+    else:
+        letter = CURVE_LETTERS[kinds[0]]
+    points: list[tuple[float, float]] = []
+    for kind, point in anchors:
+        points += [point, point] if kind == T.RED_ANCHOR else [point]
+    points.append(last)
+    if letter == "L":
+        points = [p for i, p in enumerate(points) if i == 0 or p != points[i - 1]]
+    return letter, points
 
 
 def _with_greenlines(redlines: list[TimingPoint], speed_requests: list[tuple[float, float]],
