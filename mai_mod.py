@@ -6,6 +6,7 @@ beatmap is only read. Bad input ends with one sentence and exit code 1.
 """
 from __future__ import annotations
 
+import os
 import sys
 import warnings
 
@@ -34,12 +35,16 @@ def mai_mod(cfg: DictConfig) -> int:
         print("error: interrupted", file=sys.stderr)
         return 1
     top = top_per_category(suggestions(result, float(cfg.min_surprisal), float(cfg.time_tolerance_ms)), int(cfg.top_n))
-    if cfg.output == "json":
-        print(render_json(result, top, cfg))
-    elif cfg.output == "text":
-        print(render_text(result, top, float(cfg.likely_issue), float(cfg.subjective)))
-    else:
-        print_rich(result, top, float(cfg.likely_issue), float(cfg.subjective))
+    try:
+        if cfg.output == "json":
+            print(render_json(result, top, cfg))
+        elif cfg.output == "text":
+            print(render_text(result, top, float(cfg.likely_issue), float(cfg.subjective)))
+        else:
+            print_rich(result, top, float(cfg.likely_issue), float(cfg.subjective))
+        sys.stdout.flush()
+    except BrokenPipeError:  # the reader (e.g. `| head`) stopped early: nothing more to say
+        sys.stdout = open(os.devnull, "w")
     return 0
 
 

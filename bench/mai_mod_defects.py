@@ -32,8 +32,8 @@ sys.path.insert(0, str(ROOT))
 import torch  # noqa: E402
 
 from evaluate import select  # noqa: E402
-from osuT5.critic import Critic, Review, load_song, reviewed_metadata  # noqa: E402
-from osuT5.pipeline import load_generator, pick_device, pick_precision  # noqa: E402
+from osuT5.critic import Critic, Review, reviewed_metadata  # noqa: E402
+from osuT5.pipeline import load_generator, load_song, pick_device, pick_precision  # noqa: E402
 from osuT5.sources import find_beatmaps  # noqa: E402
 from osuT5.suggestions import Suggestion, suggestions, top_per_category  # noqa: E402
 from tokenizer.osu_file import CIRCLE, Beatmap, read_beatmap, write_beatmap  # noqa: E402

@@ -26,11 +26,10 @@ from tokenizer.events import ContextType, Event, EventType, Group
 from tokenizer.osu_file import Beatmap, BeatmapError, read_beatmap
 from tokenizer.vocabulary import PAD, SOS, Tokenizer
 
-from .audio import AudioError, load_audio
 from .generate import ContextPlan, Generator, Window, in_window, prompt_parts
 from .logits import SamplingConfig, TokenKinds, grammar, lookback_bias, monotonic_time
 from .model import IGNORE_INDEX, Mapperatorinator
-from .pipeline import SILENCE, InferenceError, load_generator, pick_device, pick_precision
+from .pipeline import InferenceError, load_generator, load_song, pick_device, pick_precision
 from .sequence import BeatmapMetadata, beatmap_metadata, build_sequence
 
 T = EventType
@@ -233,16 +232,6 @@ def song_path(beatmap_path: Path, beatmap: Beatmap) -> Path:
     return path
 
 
-def load_song(path: Path, sample_rate: int) -> np.ndarray:
-    try:
-        audio = load_audio(path, sample_rate)
-    except AudioError as e:
-        raise InferenceError(str(e)) from None
-    _check(len(audio) >= sample_rate // 10, f"audio file {path.name} is empty (under 0.1 s of sound)")
-    _check(float(np.abs(audio).max()) > SILENCE, f"audio file {path.name} is silent: there is nothing to review")
-    return audio
-
-
 def reviewed_metadata(beatmap: Beatmap, song_ms: float) -> BeatmapMetadata:
     """The map's own conditioning: its rosu-pp stars, settings and statistics, its creator as the mapper."""
     return beatmap_metadata(beatmap, star_rating(beatmap), song_ms, mapper=beatmap.metadata.get("Creator") or None)
@@ -264,7 +253,7 @@ def review(cfg: DictConfig) -> Review:
     mode = beatmap.mode
     _check(mode in tokenizer.config.gamemodes,
            f"this model was not trained for {MODE_NAMES[mode]} maps (gamemode {mode}), so it cannot review this one")
-    audio = load_song(audio_path, model.config.sample_rate)
+    audio = load_song(audio_path, model.config.sample_rate, task="review")
     song_ms = len(audio) * 1000 / model.config.sample_rate
     metadata = reviewed_metadata(beatmap, song_ms)
     critic = Critic(model, tokenizer, audio, float(cfg.lookback), float(cfg.lookahead), int(cfg.batch_size),

@@ -339,12 +339,12 @@ def run(cfg: DictConfig) -> Result:
         torch.set_num_threads(int(cfg.threads))
     torch.manual_seed(request.seed)
     device = pick_device(str(cfg.device))
-    audio = _load_song(request.audio_path, DEFAULT_SAMPLE_RATE)  # before the model: bad audio fails in a second
+    audio = load_song(request.audio_path, DEFAULT_SAMPLE_RATE)  # before the model: bad audio fails in a second
     precision = pick_precision(str(cfg.precision), device)
     model, tokenizer = load_generator(cfg, device, precision)
     refiner = load_refiner(cfg, device, tokenizer) if cfg.generate_positions and request.mode in (0, 2) else None
     if model.config.sample_rate != DEFAULT_SAMPLE_RATE:
-        audio = _load_song(request.audio_path, model.config.sample_rate)
+        audio = load_song(request.audio_path, model.config.sample_rate)
     _check(request.mode in tokenizer.config.gamemodes, f"this model was not trained for gamemode {request.mode}")
     unknown = [d for d in list(cfg.descriptors) + list(cfg.negative_descriptors) if d not in tokenizer.descriptor_idx]
     if unknown:
@@ -372,13 +372,14 @@ def run(cfg: DictConfig) -> Result:
     return Result(beatmap, osu_path, osz_path, time.perf_counter() - began, generator.tokens_generated, stars, bpm)
 
 
-def _load_song(path: Path, sample_rate: int) -> np.ndarray:
+def load_song(path: Path, sample_rate: int, task: str = "map") -> np.ndarray:
+    """The song, or one sentence on why it cannot be used (`task` words what a silent song stops)."""
     try:
         audio = load_audio(path, sample_rate)
     except AudioError as e:
         raise InferenceError(str(e)) from None
     _check(len(audio) >= sample_rate // 10, f"audio file {path.name} is empty (under 0.1 s of sound)")
-    _check(float(np.abs(audio).max()) > SILENCE, f"audio file {path.name} is silent: there is nothing to map")
+    _check(float(np.abs(audio).max()) > SILENCE, f"audio file {path.name} is silent: there is nothing to {task}")
     return audio
 
 
