@@ -23,13 +23,13 @@ from transformers.modeling_outputs import BaseModelOutput
 from tokenizer.check import star_rating
 from tokenizer.encode import beatmap_to_groups
 from tokenizer.events import ContextType, Event, EventType, Group
-from tokenizer.osu_file import Beatmap, BeatmapError, read_beatmap
+from tokenizer.osu_file import Beatmap
 from tokenizer.vocabulary import PAD, SOS, Tokenizer
 
 from .generate import ContextPlan, Generator, Window, in_window, prompt_parts
 from .logits import SamplingConfig, TokenKinds, grammar, lookback_bias, monotonic_time
 from .model import IGNORE_INDEX, Mapperatorinator
-from .pipeline import InferenceError, load_generator, load_song, pick_device, pick_precision
+from .pipeline import InferenceError, load_generator, load_song, pick_device, pick_precision, read_beatmap_path
 from .sequence import BeatmapMetadata, beatmap_metadata, build_sequence
 
 T = EventType
@@ -211,13 +211,7 @@ def _check(condition: bool, message: str) -> None:
 def read_reviewed_beatmap(path_text: str | None) -> tuple[Path, Beatmap]:
     """The beatmap to review, read only (MaiMod never writes it)."""
     _check(path_text is not None, "give beatmap_path=MAP.osu, the beatmap to review")
-    path = Path(str(path_text)).expanduser()
-    _check(path.is_file(), f"beatmap_path {path} does not exist")
-    _check(path.suffix.lower() == ".osu", f"beatmap_path {path} is not a .osu file")
-    try:
-        beatmap = read_beatmap(path)
-    except BeatmapError as e:
-        raise InferenceError(f"beatmap_path is not a usable beatmap: {e}") from None
+    path, beatmap = read_beatmap_path(path_text)
     _check(bool(beatmap.hit_objects), f"beatmap_path {path.name} has no hit objects to review")
     _check(beatmap.mode in MODE_NAMES, f"beatmap_path {path.name} has an unknown game mode {beatmap.mode}")
     return path, beatmap

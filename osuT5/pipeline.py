@@ -181,16 +181,21 @@ def _stars(beatmap: Beatmap) -> float | None:
     return star_rating(beatmap) if beatmap.hit_objects else None
 
 
-def _reference(cfg: DictConfig) -> tuple[Beatmap | None, Path | None]:
-    if cfg.beatmap_path is None:
-        return None, None
-    path = Path(str(cfg.beatmap_path)).expanduser()
+def read_beatmap_path(path_text: str) -> tuple[Path, Beatmap]:
+    """The user's beatmap_path, read (never written), or one sentence on why it cannot be used."""
+    path = Path(str(path_text)).expanduser()
     _check(path.is_file(), f"beatmap_path {path} does not exist")
     _check(path.suffix.lower() == ".osu", f"beatmap_path {path} is not a .osu file")
     try:
-        beatmap = read_beatmap(path)
+        return path, read_beatmap(path)
     except BeatmapError as e:
         raise InferenceError(f"beatmap_path is not a usable beatmap: {e}") from None
+
+
+def _reference(cfg: DictConfig) -> tuple[Beatmap | None, Path | None]:
+    if cfg.beatmap_path is None:
+        return None, None
+    path, beatmap = read_beatmap_path(cfg.beatmap_path)
     _check(bool(beatmap.hit_objects) or bool(beatmap.timing_points), f"beatmap_path {path} has no timing points and no hit objects")
     return beatmap, path
 
