@@ -73,6 +73,15 @@ def mania_hold(column: int, keys: int, time: float, end: float, hitsound: int = 
     return f"{int((column + 0.5) * 512 / keys)},192,{time:g},128,{hitsound},{end:g}:0:0:0:0:"
 
 
+def std_map_text() -> str:
+    """120 BPM (500 ms beats), SV 1.5 from 2000 ms: circles, a 2-span bezier slider, a spinner, a linear slider."""
+    objects = [circle(64 + 40 * k, 100 + 20 * (k % 3), 500 + 250 * k, new_combo=k == 0) for k in range(6)]
+    objects += ["300,200,2000,2,0,B|350:150|400:200,2,105",
+                "256,192,3500,12,0,4000,0:0:0:0:",
+                "100,300,4500,2,0,L|220:300,1,70"]
+    return osu_text(0, objects, ["0,500,4,2,0,60,1,0", "2000,-66.6666666667,4,2,0,60,0,0", "3000,-100,4,2,0,60,0,0"])
+
+
 @pytest.fixture
 def write_osu(tmp_path):
     """write_osu(content, name="map.osu") -> Path; content is text (written as UTF-8) or bytes."""

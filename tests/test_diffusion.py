@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import REPO_ROOT, circle, osu_text
+from conftest import REPO_ROOT, osu_text, std_map_text
 from osu_diffusion.benchmark import main as benchmark_main
 from osu_diffusion.benchmark import quantise
 from osu_diffusion.diffusion import Schedule, denormalise, normalise
@@ -24,15 +24,6 @@ from tokenizer.timing import Timing, TimingPoint
 
 T = EventType
 TINY = dict(hidden=32, depth=2, heads=2, position_dim=16, context_dim=16, attention_band=4)
-
-
-def std_map_text() -> str:
-    """120 BPM (500 ms beats), SV 1.5 from 2000 ms: circles, a 2-span bezier slider, a spinner, a linear slider."""
-    objects = [circle(64 + 40 * k, 100 + 20 * (k % 3), 500 + 250 * k, new_combo=k == 0) for k in range(6)]
-    objects += ["300,200,2000,2,0,B|350:150|400:200,2,105",
-                "256,192,3500,12,0,4000,0:0:0:0:",
-                "100,300,4500,2,0,L|220:300,1,70"]
-    return osu_text(0, objects, ["0,500,4,2,0,60,1,0", "2000,-66.6666666667,4,2,0,60,0,0", "3000,-100,4,2,0,60,0,0"])
 
 
 @pytest.fixture
