@@ -21,6 +21,7 @@ from evaluation.metrics import onsets
 from evaluation.report import primary_tolerance, summarize, write_report
 from evaluation.scoring import score_map
 from osuT5.audio import DEFAULT_SAMPLE_RATE, AudioError, load_audio
+from osuT5.cli import quote_paths
 from osuT5.model import load_model
 from osuT5.pipeline import EmptyMapError, InferenceError, run
 from osuT5.sources import BeatmapEntry, SourceError, find_beatmaps
@@ -166,4 +167,5 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
+    sys.argv = quote_paths(sys.argv)  # osu! file names are full of Hydra syntax: [ ] ( ) , '
     main()

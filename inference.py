@@ -11,6 +11,7 @@ import hydra
 from omegaconf import DictConfig
 
 from osuT5.audio import AudioError, AudioWarning
+from osuT5.cli import quote_paths
 from osuT5.pipeline import InferenceError, run
 from tokenizer.osu_file import BeatmapError
 
@@ -40,4 +41,5 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
+    sys.argv = quote_paths(sys.argv)  # osu! file names are full of Hydra syntax: [ ] ( ) , '
     main()

@@ -14,6 +14,7 @@ import hydra
 from omegaconf import DictConfig
 
 from osuT5.audio import AudioError, AudioWarning
+from osuT5.cli import quote_paths
 from osuT5.critic import review
 from osuT5.pipeline import InferenceError
 from osuT5.suggestions import check_options, print_rich, render_json, render_text, suggestions, top_per_category
@@ -56,4 +57,5 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
+    sys.argv = quote_paths(sys.argv)  # osu! file names are full of Hydra syntax: [ ] ( ) , '
     main()

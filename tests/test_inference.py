@@ -222,3 +222,28 @@ def test_generate_positions_refines_inside_the_written_cells_and_stays_valid(mod
     assert sum((a.x, a.y) != (b.x, b.y) for a, b in circles) > len(circles) // 2
     for a, b in circles:  # cell centres in, positions inside the same 32-px cell out
         assert abs(b.x - a.x) <= 16 and abs(b.y - a.y) <= 16
+
+
+@pytest.mark.parametrize("name", ["Artist - Title (Mapper) [Hard].osu", "newtoniorock8's Salad, v2 [x].osu",
+                                  r"C:\Songs\it's\ ", "plain.osu"])
+def test_path_values_reach_the_config_verbatim_whatever_hydra_syntax_they_hold(name):
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    from osuT5.cli import quote_paths
+
+    argv = ["inference.py", f"beatmap_path={name}", f"+generation.model_path={name}", "gamemode=0", "tags='[a]'"]
+    quoted = quote_paths(argv)
+    assert quoted[0] == "inference.py" and quoted[3:] == ["gamemode=0", "tags='[a]'"]
+    parser = OverridesParser.create()
+    assert [parser.parse_override(a).value() for a in quoted[1:3]] == [name, name]
+    assert quote_paths(["x.py", "beatmap_path='already quoted'"]) == ["x.py", "beatmap_path='already quoted'"]
+
+
+@pytest.mark.parametrize("script", ["inference.py", "mai_mod.py"])
+def test_the_command_line_takes_an_osu_file_name_unquoted(tmp_path, script):
+    folder = tmp_path / "Artist - Title (Mapper)"
+    folder.mkdir()
+    missing = folder / "Artist - Title (Mapper) [Hard].osu"
+    done = subprocess.run([sys.executable, script, f"beatmap_path={missing}"], cwd=REPO_ROOT,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 1 and done.stderr.strip() == f"error: beatmap_path {missing} does not exist"
