@@ -149,9 +149,9 @@ def evaluate(accelerator: Accelerator, model, loader: DataLoader, tokenizer: Tok
     return {"val_loss": float(loss_sum[0] / loss_sum[1].clamp(min=1)), **accuracies(counts.cpu())}
 
 
-def train(cfg: DictConfig) -> Path:
-    output_dir = Path(cfg.output_dir)
-    checkpoint_dir = output_dir / "checkpoints"
+def make_accelerator(cfg: DictConfig) -> Accelerator:
+    """The run's accelerator from the settings every trainer shares (device, precision, optim batch and
+    accumulation, wandb, threads, seed), after checking them."""
     opt = cfg.optim
     if cfg.wandb.mode != "disabled" and importlib.util.find_spec("wandb") is None:
         raise TrainingError(f"wandb.mode={cfg.wandb.mode} needs wandb: pip install wandb")
@@ -159,12 +159,38 @@ def train(cfg: DictConfig) -> Path:
         raise TrainingError(f"optim.batch_size ({opt.batch_size}) must be a multiple of optim.grad_acc ({opt.grad_acc})")
     accelerator = Accelerator(
         cpu=cfg.device == "cpu", mixed_precision=cfg.precision, gradient_accumulation_steps=opt.grad_acc,
-        log_with="wandb" if cfg.wandb.mode != "disabled" else None, project_dir=str(output_dir),
+        log_with="wandb" if cfg.wandb.mode != "disabled" else None, project_dir=str(cfg.output_dir),
     )
     logging.getLogger("accelerate").setLevel(logging.WARNING)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     set_seed(cfg.seed)
+    return accelerator
+
+
+def start_tracking(accelerator: Accelerator, cfg: DictConfig) -> None:
+    """Weights & Biases logging of the whole config, when asked for."""
+    if cfg.wandb.mode != "disabled":
+        accelerator.init_trackers(cfg.wandb.project, config=OmegaConf.to_container(cfg, resolve=True),
+                                  init_kwargs={"wandb": {"mode": cfg.wandb.mode, "entity": cfg.wandb.entity,
+                                                         "dir": str(cfg.output_dir)}})
+
+
+def run_command(train_fn: Callable[[DictConfig], Path], cfg: DictConfig, data_kind: str) -> None:
+    """A trainer's command line: a missing data.root or a bad setting ends with one sentence and exit 1."""
+    if OmegaConf.is_missing(cfg.data, "root"):
+        sys.exit(f"error: set data.root=PATH, a folder of {data_kind} (index.csv, a Songs folder, .osz files or metadata.parquet)")
+    try:
+        train_fn(cfg)
+    except (TrainingError, SourceError, FileNotFoundError) as error:
+        sys.exit(f"error: {error}")
+
+
+def train(cfg: DictConfig) -> Path:
+    output_dir = Path(cfg.output_dir)
+    checkpoint_dir = output_dir / "checkpoints"
+    opt = cfg.optim
+    accelerator = make_accelerator(cfg)
     audio = AudioCache(os.path.expanduser(cfg.data.audio_cache_dir) if cfg.data.audio_cache_dir else None)
     train_records = find_records(cfg, cfg.data.train_split, audio)
     val_records = find_records(cfg, cfg.data.val_split, audio) if cfg.data.val_split else []
@@ -203,10 +229,7 @@ def train(cfg: DictConfig) -> Path:
         accelerator.load_state(str(resume_from))
         state = json.loads((resume_from / STATE_FILE).read_text())
         log.info("resumed from %s at step %d (epoch %d, batch %d)", resume_from.name, state["step"], state["epoch"], state["batch_in_epoch"])
-    if cfg.wandb.mode != "disabled":
-        accelerator.init_trackers(cfg.wandb.project, config=OmegaConf.to_container(cfg, resolve=True),
-                                  init_kwargs={"wandb": {"mode": cfg.wandb.mode, "entity": cfg.wandb.entity,
-                                                         "dir": str(output_dir)}})
+    start_tracking(accelerator, cfg)
     trace = (output_dir / f"batches-rank{accelerator.process_index}.jsonl").open("a", buffering=1) if cfg.trace_batches else None
 
     progress = tqdm(total=opt.max_steps, initial=state["step"], disable=not accelerator.is_local_main_process,
@@ -297,12 +320,7 @@ def save_final(model, tokenizer: Tokenizer, output_dir: Path, is_lora: bool) -> 
 
 @hydra.main(version_base="1.3", config_path="../configs", config_name="train_tiny")
 def main(cfg: DictConfig) -> None:
-    if OmegaConf.is_missing(cfg.data, "root"):
-        sys.exit("error: set data.root=PATH, a folder of beatmaps with audio (index.csv, Songs folder, .osz files or metadata.parquet)")
-    try:
-        train(cfg)
-    except (TrainingError, SourceError, FileNotFoundError) as error:
-        sys.exit(f"error: {error}")
+    run_command(train, cfg, "beatmaps with audio")
 
 
 if __name__ == "__main__":

@@ -22,7 +22,6 @@ import hydra
 import numpy as np
 import torch
 from accelerate import Accelerator
-from accelerate.utils import set_seed
 from omegaconf import DictConfig, OmegaConf
 from torch.utils.data import DataLoader
 from tqdm import tqdm
@@ -30,8 +29,8 @@ from tqdm import tqdm
 from osu_diffusion.dataset import Augment, SequenceDataset, beatmap_paths, class_layout, load_maps
 from osu_diffusion.diffusion import Schedule, normalise
 from osu_diffusion.model import DiT, DiTConfig, save_dit
-from osuT5.sources import SourceError
-from osuT5.train import STATE_FILE, TrainingError, checkpoints, cosine_schedule, publish_checkpoint
+from osuT5.train import (STATE_FILE, TrainingError, checkpoints, cosine_schedule, make_accelerator, publish_checkpoint,
+                         run_command, start_tracking)
 from tokenizer.vocabulary import TokenizerConfig
 
 log = logging.getLogger("train_diffusion")
@@ -86,15 +85,7 @@ def train(cfg: DictConfig) -> Path:
     output_dir = Path(cfg.output_dir)
     checkpoint_dir = output_dir / "checkpoints"
     opt = cfg.optim
-    if opt.batch_size % opt.grad_acc:
-        raise TrainingError(f"optim.batch_size ({opt.batch_size}) must be a multiple of optim.grad_acc ({opt.grad_acc})")
-    accelerator = Accelerator(cpu=cfg.device == "cpu", mixed_precision=cfg.precision,
-                              gradient_accumulation_steps=opt.grad_acc,
-                              log_with="wandb" if cfg.wandb.mode != "disabled" else None, project_dir=str(output_dir))
-    logging.getLogger("accelerate").setLevel(logging.WARNING)
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
-    set_seed(cfg.seed)
+    accelerator = make_accelerator(cfg)
     data, modes = cfg.data, list(cfg.data.gamemodes)
     tokenizer_config = TokenizerConfig.from_yaml(cfg.tokenizer)
     train_maps = load_maps(beatmap_paths(data.root, data.train_split, modes, data.text_only_root), modes, tokenizer_config)
@@ -136,9 +127,7 @@ def train(cfg: DictConfig) -> Path:
         accelerator.load_state(str(resume_from))
         state = json.loads((resume_from / STATE_FILE).read_text())
         log.info("resumed from %s at step %d", resume_from.name, state["step"])
-    if cfg.wandb.mode != "disabled":
-        accelerator.init_trackers(cfg.wandb.project, config=OmegaConf.to_container(cfg, resolve=True),
-                                  init_kwargs={"wandb": {"mode": cfg.wandb.mode, "entity": cfg.wandb.entity, "dir": str(output_dir)}})
+    start_tracking(accelerator, cfg)
 
     progress = tqdm(total=opt.max_steps, initial=state["step"], disable=not accelerator.is_local_main_process,
                     desc="training refiner", dynamic_ncols=True)
@@ -198,12 +187,7 @@ def train(cfg: DictConfig) -> Path:
 
 @hydra.main(version_base="1.3", config_path="../configs", config_name="diffusion_tiny")
 def main(cfg: DictConfig) -> None:
-    if OmegaConf.is_missing(cfg.data, "root"):
-        sys.exit("error: set data.root=PATH, a folder of beatmaps (index.csv, a Songs folder, .osz files or metadata.parquet)")
-    try:
-        train(cfg)
-    except (TrainingError, SourceError, FileNotFoundError) as error:
-        sys.exit(f"error: {error}")
+    run_command(train, cfg, "beatmaps")
 
 
 if __name__ == "__main__":
