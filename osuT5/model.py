@@ -6,6 +6,7 @@ Module names follow Mapperatorinator (reference notes §3.1): `spectrogram`, `en
 """
 from __future__ import annotations
 
+import math
 import os
 import warnings
 from pathlib import Path
@@ -33,7 +34,8 @@ class MapperatorinatorConfig(PretrainedConfig):
                  f_min: float = 0.0, f_max: float = 8000.0, mel_scale: str = "slaney", mel_norm: str | None = "slaney",
                  spectrogram_log_scale: bool = False, pad_mode: str = "constant", project_encoder_input: bool = True,
                  src_seq_len: int = 1024, tgt_seq_len: int = 2048, rhythm_weight: float = 3.0,
-                 rhythm_token_start: int = 0, rhythm_token_end: int = 0, init_std: float = 0.02, **kwargs):
+                 rhythm_token_start: int = 0, rhythm_token_end: int = 0, init_std: float = 0.02,
+                 time_token_init: str = "learned", **kwargs):
         self.backbone_config = dict(backbone_config or {})
         self.vocab_size_in, self.vocab_size = vocab_size_in, vocab_size
         self.sample_rate, self.n_fft, self.hop_length, self.n_mels = sample_rate, n_fft, hop_length, n_mels
@@ -43,6 +45,9 @@ class MapperatorinatorConfig(PretrainedConfig):
         self.src_seq_len, self.tgt_seq_len = src_seq_len, tgt_seq_len
         self.rhythm_weight, self.rhythm_token_start, self.rhythm_token_end = rhythm_weight, rhythm_token_start, rhythm_token_end
         self.init_std = init_std
+        if time_token_init not in ("learned", "aligned"):
+            raise ValueError(f"time_token_init must be 'learned' or 'aligned', not {time_token_init!r}")
+        self.time_token_init = time_token_init
         for key, value in (("tie_word_embeddings", False), ("pad_token_id", PAD), ("bos_token_id", SOS),
                            ("eos_token_id", EOS), ("decoder_start_token_id", SOS)):
             kwargs.setdefault(key, value)
@@ -131,6 +136,20 @@ class Mapperatorinator(PreTrainedModel):
             if getattr(module, "bias", None) is not None:
                 nn.init.zeros_(module.bias)
 
+    @torch.no_grad()
+    def align_time_tokens(self) -> None:
+        """Start every TIME_SHIFT row of the decoder embedding and of the output projection as the encoder's
+        sinusoidal position of that time (10 ms steps -> encoder frames of 2 hops), at the random rows' scale.
+
+        Where an onset is becomes a linear read-out of the cross-attended encoder state instead of 800
+        unrelated embeddings to discover one by one: on a CPU budget it is what makes rhythm learnable."""
+        c = self.config
+        times = torch.arange(c.rhythm_token_end - c.rhythm_token_start, dtype=torch.float64)
+        positions = times * 10 * c.sample_rate / (1000 * 2 * c.hop_length)
+        rows = encoder_sinusoids(positions, c.backbone_config["d_model"]) * c.init_std * 2 ** 0.5
+        for table in (self.decoder_embedder.weight, self.transformer.proj_out.weight):
+            table[c.rhythm_token_start:c.rhythm_token_end] = rows.to(table.dtype)
+
     def encode(self, audio: torch.Tensor) -> BaseModelOutput:
         """(batch, window_samples) raw audio -> encoder states (batch, src_seq_len / 2, d_model)."""
         features = self.spectrogram(audio)
@@ -168,8 +187,15 @@ class Mapperatorinator(PreTrainedModel):
         return per_token.sum() / (labels != IGNORE_INDEX).sum().clamp(min=1)
 
 
+def encoder_sinusoids(positions: torch.Tensor, channels: int) -> torch.Tensor:
+    """Whisper's fixed encoder position code (sin half, then cos half) at possibly fractional positions."""
+    increment = math.log(10000) / (channels // 2 - 1)
+    angles = positions[:, None] * torch.exp(-increment * torch.arange(channels // 2, dtype=positions.dtype))
+    return torch.cat([angles.sin(), angles.cos()], dim=1)
+
+
 def model_config(backbone: dict, mel: dict, tokenizer: Tokenizer, tgt_seq_len: int, rhythm_weight: float,
-                 project_encoder_input: bool) -> MapperatorinatorConfig:
+                 project_encoder_input: bool, time_token_init: str = "learned") -> MapperatorinatorConfig:
     """The model config for a tokenizer: window size, vocabulary sizes and the TIME_SHIFT range come from its layout."""
     t = tokenizer.config
     return MapperatorinatorConfig(
@@ -177,7 +203,7 @@ def model_config(backbone: dict, mel: dict, tokenizer: Tokenizer, tgt_seq_len: i
         src_seq_len=t.src_seq_len, hop_length=t.hop_length, sample_rate=t.sample_rate,
         tgt_seq_len=tgt_seq_len, rhythm_weight=rhythm_weight,
         rhythm_token_start=tokenizer.event_start[EventType.TIME_SHIFT], rhythm_token_end=tokenizer.event_end[EventType.TIME_SHIFT],
-        project_encoder_input=project_encoder_input, **mel,
+        project_encoder_input=project_encoder_input, time_token_init=time_token_init, **mel,
     )
 
 

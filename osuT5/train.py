@@ -82,7 +82,10 @@ def build_tokenizer_and_model(cfg: DictConfig, train_records) -> tuple[Tokenizer
     m = cfg.model
     mel = OmegaConf.to_container(m.mel, resolve=True)
     backbone = OmegaConf.to_container(m.backbone, resolve=True)
-    model = Mapperatorinator(model_config(backbone, mel, tokenizer, m.tgt_seq_len, m.rhythm_weight, m.project_encoder_input))
+    model = Mapperatorinator(model_config(backbone, mel, tokenizer, m.tgt_seq_len, m.rhythm_weight,
+                                          m.project_encoder_input, m.time_token_init))
+    if model.config.time_token_init == "aligned":
+        model.align_time_tokens()
     return tokenizer, model
 
 

@@ -142,3 +142,24 @@ def test_greedy_decode_with_cache_matches_full_recompute(small_model, tokenizer)
             ids.append(int(logits[0, -1].argmax()))
     assert cached == ids[len(prompt):]
     assert np.all(np.array(cached) < small_model.config.vocab_size)
+
+
+def test_aligned_time_tokens_start_as_encoder_positions_and_survive_a_reload(tokenizer, tmp_path):
+    torch.manual_seed(0)
+    model = Mapperatorinator(model_config(SMALL_BACKBONE, LOG_HTK, tokenizer, 256, 3.0, True, "aligned"))
+    model.align_time_tokens()
+    c = model.config
+    scale = c.init_std * 2 ** 0.5
+    encoder_positions = model.transformer.model.encoder.embed_positions.weight
+    time_rows = model.decoder_embedder.weight[c.rhythm_token_start:c.rhythm_token_end]
+    # 10 ms steps on 16 ms encoder frames: TIME_SHIFT 8k sits on frame 5k.
+    for frame in (0, 5, 250):
+        assert torch.allclose(time_rows[8 * frame // 5] / scale, encoder_positions[frame], atol=1e-4)
+    assert torch.equal(model.transformer.proj_out.weight[c.rhythm_token_start:c.rhythm_token_end], time_rows)
+    assert time_rows.std().item() == pytest.approx(c.init_std, rel=0.1)  # the random rows' scale
+    save_model(model, tokenizer, tmp_path / "m")
+    loaded, _ = load_model(tmp_path / "m")
+    assert loaded.config.time_token_init == "aligned"
+    assert torch.equal(loaded.decoder_embedder.weight, model.decoder_embedder.weight)
+    with pytest.raises(ValueError, match="time_token_init"):
+        model_config(SMALL_BACKBONE, LOG_HTK, tokenizer, 256, 3.0, True, "random")
