@@ -16,11 +16,10 @@ import hydra
 import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
-from evaluation.baselines import onset_strength
 from evaluation.metrics import onsets
 from evaluation.report import primary_tolerance, summarize, write_report
 from evaluation.scoring import score_map
-from osuT5.audio import DEFAULT_SAMPLE_RATE, AudioError, load_audio
+from osuT5.audio import DEFAULT_SAMPLE_RATE, AudioError, load_audio, onset_strength
 from osuT5.cli import quote_paths
 from osuT5.model import load_model
 from osuT5.pipeline import EmptyMapError, InferenceError, run

@@ -8,38 +8,23 @@
 from __future__ import annotations
 
 import numpy as np
-import torch
 
+from osuT5.audio import ONSET_HOP_MS, ONSET_LATENCY_MS
 from tokenizer.timing import Timing
 
-HOP_MS = 5.0  # onset-strength frame step
-N_FFT = 1024
 PEAK_RADIUS_MS = 30.0  # a peak is the highest frame within this distance
-LATENCY_MS = 5.0  # flux peaks trail the mapped onsets by about one frame (median +8 ms on val, osu! and mania)
-
-
-def onset_strength(audio: np.ndarray, sample_rate: int) -> tuple[np.ndarray, np.ndarray]:
-    """Frame times (ms) and the half-wave rectified spectral flux of the log magnitude spectrum."""
-    hop = max(int(round(sample_rate * HOP_MS / 1000)), 1)
-    signal = torch.as_tensor(np.asarray(audio, dtype=np.float32))
-    spectrum = torch.stft(signal, N_FFT, hop, window=torch.hann_window(N_FFT), center=True, return_complex=True)
-    log_magnitude = torch.log1p(100.0 * spectrum.abs())
-    flux = torch.relu(log_magnitude[:, 1:] - log_magnitude[:, :-1]).mean(dim=0).numpy()
-    strength = np.concatenate([[0.0], flux])
-    times = np.arange(len(strength)) * hop * 1000.0 / sample_rate
-    return times, strength
 
 
 def flux_onsets(times: np.ndarray, strength: np.ndarray, count: int) -> np.ndarray:
     """The `count` strongest local peaks of the onset strength, in time order."""
     if count <= 0 or len(strength) == 0:
         return np.zeros(0)
-    radius = max(int(round(PEAK_RADIUS_MS / HOP_MS)), 1)
+    radius = max(int(round(PEAK_RADIUS_MS / ONSET_HOP_MS)), 1)
     padded = np.pad(strength, radius, constant_values=-np.inf)
     windows = np.lib.stride_tricks.sliding_window_view(padded, 2 * radius + 1)
     peaks = np.flatnonzero((strength >= windows.max(axis=1)) & (strength > 0))
     strongest = peaks[np.argsort(-strength[peaks], kind="stable")[:count]]
-    return np.sort(times[strongest]) - LATENCY_MS
+    return np.sort(times[strongest]) - ONSET_LATENCY_MS
 
 
 def half_beat_grid(timing: Timing, start_ms: float, end_ms: float) -> np.ndarray:

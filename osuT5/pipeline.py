@@ -20,7 +20,8 @@ from omegaconf import DictConfig, OmegaConf
 from postprocess.beatmap import build_beatmap
 from postprocess.merge import merge_partial
 from postprocess.package import write_osz
-from postprocess.timing import consensus_markers, markers_to_timing_points
+from postprocess.tempo import OnsetEnvelope, beat_support, estimate_redline
+from postprocess.timing import DEFAULT_BEAT_LENGTH, consensus_markers, markers_to_timing_points
 from tokenizer.check import star_rating
 from tokenizer.encode import beatmap_to_groups, hold_note_ratio, is_hitsounded, scroll_speed_ratio, timing_groups
 from tokenizer.events import ContextType, EventType, Group
@@ -42,6 +43,7 @@ AUDIO_EXTENSIONS = (".mp3", ".ogg", ".wav", ".flac", ".opus", ".m4a", ".aac")
 IN_CONTEXTS = ("NONE", "TIMING", "KIAI", "MAP", "SV", "GD", "NO_HS")
 OUT_CONTEXTS = ("TIMING", "KIAI", "MAP", "SV")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16", "amp")
+TIMING_SOURCES = ("auto", "model", "audio")
 SILENCE = 1e-4  # peak amplitude below which a file counts as silent (before normalisation it is all zeros)
 TAG_KEYS = ("model_path", "gamemode", "difficulty", "mapper_id", "year", "descriptors", "negative_descriptors",
             "cfg_scale", "temperature", "timing_temperature", "top_p", "top_k", "super_timing", "in_context",
@@ -224,7 +226,11 @@ def _check_sampling(cfg: DictConfig) -> None:
     _check(cfg.max_new_tokens >= 1, f"max_new_tokens must be 1 or more, not {cfg.max_new_tokens}")
     _check(cfg.timer_iterations >= 1, f"timer_iterations must be 1 or more, not {cfg.timer_iterations}")
     _check(cfg.timing_leniency > 0, f"timing_leniency must be above 0 ms, not {cfg.timing_leniency}")
-    _check(30 <= cfg.bpm <= 1000, f"bpm must be from 30 to 1000, not {cfg.bpm}")
+    _check(cfg.bpm is None or 30 <= cfg.bpm <= 1000, f"bpm must be from 30 to 1000, not {cfg.bpm}")
+    _check(cfg.timing_source in TIMING_SOURCES,
+           f"timing_source must be one of {', '.join(TIMING_SOURCES)}, not {cfg.timing_source}")
+    _check(cfg.audio_timing_margin > 0, f"audio_timing_margin must be above 0, not {cfg.audio_timing_margin}")
+    _check(30 <= cfg.min_bpm < cfg.max_bpm <= 1000, "min_bpm and max_bpm must be from 30 to 1000, min_bpm below max_bpm")
     _check(str(cfg.precision) in PRECISIONS, f"precision must be one of {', '.join(PRECISIONS)}, not {cfg.precision}")
 
 
@@ -404,7 +410,7 @@ def _generate(request: Request, generator: Generator, tokenizer: Tokenizer, song
     plan = ContextPlan(in_contexts=_in_contexts(tokenizer, request, reference_groups), finished={},
                        metadata=request.metadata, negative=_negative(cfg, request.metadata))
     windows = generator.windows(cfg.start_time, cfg.end_time)
-    redlines = _timing(request, generator, tokenizer, plan, outputs, song_ms)
+    redlines = _timing(request, generator, tokenizer, plan, outputs, generator.audio.numpy(), generator.sample_rate)
     template.timing_points = redlines
     if ContextType.TIMING in outputs or "TIMING" in request.in_context:
         plan.finished[ContextType.TIMING] = timing_groups(Timing(redlines), song_ms, tokenizer.config)
@@ -468,22 +474,33 @@ def _negative(cfg: DictConfig, meta: BeatmapMetadata) -> BeatmapMetadata | None:
 
 
 def _timing(request: Request, generator: Generator, tokenizer: Tokenizer, plan: ContextPlan,
-            outputs: list[ContextType], song_ms: float) -> list[TimingPoint]:
-    """Redlines from the reference, from generated beats (one pass or super timing), or the default bpm."""
+            outputs: list[ContextType], audio: np.ndarray, sample_rate: int) -> list[TimingPoint]:
+    """Redlines from the reference, the forced `bpm`, or the generated beats and the audio's own tempo,
+    whichever `timing_source` asks for (auto: the generated ones unless the song's onsets back the audio's
+    tempo `audio_timing_margin` times better)."""
     cfg = request.cfg
     if "TIMING" in request.in_context:
-        redlines = [p for p in request.reference.timing_points if p.uninherited]
-    elif ContextType.TIMING in outputs:
+        return [p for p in request.reference.timing_points if p.uninherited]
+    if cfg.bpm is not None:
+        return [TimingPoint(float(cfg.offset), 60000.0 / float(cfg.bpm))]
+    generated = []
+    if ContextType.TIMING in outputs and cfg.timing_source != "audio":
         if cfg.super_timing:
             passes = generator.parallel_markers(int(cfg.timer_iterations), plan, np.random.default_rng(request.seed))
             markers = consensus_markers(passes)
         else:
             groups = generator.generate_context(ContextType.TIMING, generator.windows(), plan)
             markers = [(g.time, g.type) for g in groups if g.type in (T.BEAT, T.MEASURE, T.TIMING_POINT)]
-        redlines = markers_to_timing_points(markers, leniency=float(cfg.timing_leniency))
-    else:
-        redlines = []
-    return redlines or [TimingPoint(float(cfg.offset), 60000.0 / float(cfg.bpm))]
+        generated = markers_to_timing_points(markers, leniency=float(cfg.timing_leniency))
+    if generated and cfg.timing_source == "model":
+        return generated
+    onsets = OnsetEnvelope.of(audio, sample_rate)
+    estimated = estimate_redline(onsets, float(cfg.min_bpm), float(cfg.max_bpm))
+    if estimated is None:
+        return generated or [TimingPoint(float(cfg.offset), DEFAULT_BEAT_LENGTH)]
+    if generated and beat_support(onsets, generated) * float(cfg.audio_timing_margin) >= beat_support(onsets, [estimated]):
+        return generated
+    return [estimated]
 
 
 def _template(tokenizer: Tokenizer, request: Request) -> Beatmap:

@@ -9,9 +9,10 @@ from hydra import compose, initialize_config_dir
 
 from conftest import REPO_ROOT, circle, click_track, mania_note, osu_text, replay_maps
 from evaluate import evaluate, select
-from evaluation.baselines import flux_onsets, half_beat_grid, onset_strength
+from evaluation.baselines import flux_onsets, half_beat_grid
 from evaluation.metrics import beat_phase_error, column_score, match, notes, onset_score, onsets
 from evaluation.scoring import score_map
+from osuT5.audio import onset_strength
 from osuT5.sources import BeatmapEntry
 from tokenizer.osu_file import Beatmap, parse_beatmap, read_beatmap
 from tokenizer.timing import Timing, TimingPoint
@@ -110,7 +111,7 @@ def evaluation_config(*overrides: str):
 def test_evaluate_writes_a_report_where_a_copying_model_is_perfect(synthetic_corpus, model_dir, copying_model, tmp_path):
     out = tmp_path / "report"
     cfg = evaluation_config(f"data_root={synthetic_corpus}", f"output_dir={out}", f"generation.model_path={model_dir}",
-                            "generation.threads=1", "+generation.max_new_tokens=24")
+                            "generation.threads=1", "+generation.max_new_tokens=24", "+generation.timing_source=model")
     assert evaluate(cfg) == 0
     assert {"metrics.json", "report.md", "f1_by_difficulty.png", "stars.png", "onsets.png", "maps"} <= {p.name for p in out.iterdir()}
     metrics = json.loads((out / "metrics.json").read_text())

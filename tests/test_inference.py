@@ -14,7 +14,7 @@ from hydra import compose, initialize_config_dir
 
 from conftest import REPO_ROOT, circle, click_track, mania_hold, mania_note, osu_text, replay_maps
 from inference import generate
-from osuT5.pipeline import pick_precision, run
+from osuT5.pipeline import InferenceError, pick_precision, run
 from postprocess.validate import validity_problems
 from tokenizer.osu_file import HOLD, parse_beatmap, read_beatmap
 
@@ -57,7 +57,8 @@ def files(folder: Path) -> set[str]:
 
 @pytest.mark.parametrize("mode", [0, 1, 2, 3])
 def test_each_mode_writes_a_valid_beatmap(model_dir, song, human_model, mode):
-    result = run(config(model_dir, f"audio_path={song}", f"gamemode={mode}", "difficulty=4.5"))
+    # timing_source=model: the replayed human timing, not the audio's (on clicks the latency tuned on music reads early).
+    result = run(config(model_dir, f"audio_path={song}", f"gamemode={mode}", "difficulty=4.5", "timing_source=model"))
     assert result.osu_path.parent == song.parent and result.osu_path.suffix == ".osu"
     beatmap = read_beatmap(result.osu_path)
     assert beatmap.mode == mode
@@ -247,3 +248,44 @@ def test_the_command_line_takes_an_osu_file_name_unquoted(tmp_path, script):
     done = subprocess.run([sys.executable, script, f"beatmap_path={missing}"], cwd=REPO_ROOT,
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 1 and done.stderr.strip() == f"error: beatmap_path {missing} does not exist"
+
+
+@pytest.fixture
+def fast_song(tmp_path):
+    path = tmp_path / "fast" / "audio.ogg"
+    path.parent.mkdir()
+    soundfile.write(path, click_track(12.0, 150.0, offset_ms=100.0), 16000)
+    return path
+
+
+def redlines(result):
+    return [p for p in read_beatmap(result.osu_path).timing_points if p.uninherited]
+
+
+# On click tracks the audio tempo reads up to 35 ms early (tests/test_tempo.py: CLICKS_READ_EARLY).
+def test_inference_times_from_the_audio_when_asked(model_dir, fast_song, human_model):
+    # The replayed human timing says 120 BPM; the song is at 150.
+    red = redlines(run(config(model_dir, f"audio_path={fast_song}", "timing_source=audio")))
+    assert len(red) == 1 and red[0].beat_length == pytest.approx(400)
+    assert -35 <= (red[0].time - 100 + 200) % 400 - 200 <= 0
+
+
+def test_auto_takes_the_timing_the_onsets_back(model_dir, fast_song, human_model):
+    red = redlines(run(config(model_dir, f"audio_path={fast_song}")))
+    assert red[0].beat_length == pytest.approx(400)  # the generated 120 BPM misses the 150 BPM clicks
+    red = redlines(run(config(model_dir, f"audio_path={fast_song}", "timing_source=model")))
+    assert red[0].beat_length == pytest.approx(500)
+
+
+def test_a_forced_bpm_is_the_only_redline(model_dir, fast_song, human_model):
+    red = redlines(run(config(model_dir, f"audio_path={fast_song}", "bpm=180", "offset=50")))
+    assert [(p.time, round(p.beat_length, 6)) for p in red] == [(50.0, round(60000 / 180, 6))]
+
+
+@pytest.mark.parametrize("overrides, words", [(["timing_source=beats"], "timing_source must be one of"),
+                                              (["bpm=10"], "bpm must be from 30 to 1000"),
+                                              (["min_bpm=200", "max_bpm=150"], "min_bpm and max_bpm"),
+                                              (["audio_timing_margin=0"], "audio_timing_margin must be above 0")])
+def test_bad_timing_settings_are_one_sentence(model_dir, fast_song, overrides, words):
+    with pytest.raises(InferenceError, match=words):
+        run(config(model_dir, f"audio_path={fast_song}", *overrides))

@@ -1,0 +1,51 @@
+"""Timing from the audio alone (postprocess.tempo); how inference chooses its redlines is in test_inference."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from conftest import click_track
+from postprocess.tempo import OnsetEnvelope, beat_support, estimate_redline
+from tokenizer.timing import TimingPoint
+
+SR = 16000
+# The latency is calibrated on music, whose onsets take a while to rise; a click's onset strength peaks
+# earlier (the 64 ms FFT hears it coming), so on click tracks the offset reads up to 35 ms early.
+CLICKS_READ_EARLY = 35
+
+
+def signed_phase(time: float, expected: float, beat: float) -> float:
+    return (time - expected + beat / 2) % beat - beat / 2
+
+
+@pytest.mark.parametrize("bpm, offset_ms", [(150.0, 300.0), (174.5, 120.0), (200.0, 40.0), (128.0, 610.0)])
+def test_a_click_track_gives_its_bpm_and_offset(bpm, offset_ms):
+    redline = estimate_redline(OnsetEnvelope.of(click_track(30.0, bpm, SR, offset_ms), SR))
+    beat = 60000 / bpm
+    assert 60000 / redline.beat_length == pytest.approx(bpm, abs=1e-6)  # rounded to the BPM it really is
+    assert -35 <= signed_phase(redline.time, offset_ms, beat) <= 0  # see CLICKS_READ_EARLY
+    assert 0 <= redline.time < beat
+
+
+def test_short_or_silent_audio_gives_no_redline():
+    assert estimate_redline(OnsetEnvelope.of(click_track(3.0, 150.0, SR), SR)) is None
+    assert estimate_redline(OnsetEnvelope.of(np.zeros(10 * SR, dtype=np.float32), SR)) is None
+
+
+def test_the_bpm_range_picks_the_metrical_level():
+    # Clicks at 240 BPM are also every other beat of 120 BPM: the range decides which the map gets.
+    onsets = OnsetEnvelope.of(click_track(30.0, 240.0, SR, 100.0), SR)
+    assert 60000 / estimate_redline(onsets, min_bpm=200).beat_length == pytest.approx(240)
+    assert 60000 / estimate_redline(onsets, max_bpm=200).beat_length == pytest.approx(120)
+
+
+def test_beat_support_scores_the_right_grid_above_wrong_ones():
+    onsets = OnsetEnvelope.of(click_track(20.0, 150.0, SR, 300.0), SR)
+    offset = estimate_redline(onsets).time
+    right = beat_support(onsets, [TimingPoint(offset, 400.0)])
+    assert right > 5  # a tenth of the frames lie within 20 ms of a beat and hold nearly all the onset strength
+    assert beat_support(onsets, [TimingPoint(offset + 200, 400.0)]) < 1  # half a beat off: between the clicks
+    assert beat_support(onsets, [TimingPoint(offset, 410.0)]) < right / 2  # drifts off within a few beats
+    two = [TimingPoint(offset, 400.0), TimingPoint(offset + 10000, 400.0)]
+    assert beat_support(onsets, two) == pytest.approx(right, rel=0.05)
+    assert beat_support(onsets, []) == 0.0
