@@ -210,7 +210,7 @@ class Generator:
                 lookback_steps=0 if w.first else int((w.region_start_ms - w.start_ms) / 10),
                 lookahead_step=None if w.last else math.ceil((w.region_end_ms - w.start_ms) / 10),
                 max_new_tokens=min(self.max_new_tokens, self.tgt_seq_len - len(prompts[0])),
-                lookback_stops=any(g.time < w.region_start_ms for g in known),
+                lookback_stops=sampling.lookback_ends_window and any(g.time < w.region_start_ms for g in known),
             )
             last_time = max((int((g.time - w.start_ms) / 10) for g in known), default=None)
             with self._autocast():

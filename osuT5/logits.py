@@ -43,6 +43,7 @@ class SamplingConfig:
     top_k: int = 0
     cfg_scale: float = 1.0
     gamemode: int = 0  # the column temperature applies to mania only, the hit temperature to taiko only
+    lookback_ends_window: bool = True  # a time inside the prefilled lookback ends the window (upstream) or is ruled out
 
 
 class TokenKinds:

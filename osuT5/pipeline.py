@@ -368,7 +368,7 @@ def run(cfg: DictConfig) -> Result:
                               mania_column_temperature=float(cfg.mania_column_temperature),
                               taiko_hit_temperature=float(cfg.taiko_hit_temperature),
                               top_p=float(cfg.top_p), top_k=int(cfg.top_k), cfg_scale=float(cfg.cfg_scale),
-                              gamemode=request.mode)
+                              gamemode=request.mode, lookback_ends_window=bool(cfg.lookback_ends_window))
     generator = Generator(model, tokenizer, audio, sampling, request.seed, float(cfg.lookback), float(cfg.lookahead),
                           int(cfg.max_new_tokens), autocast=autocast, progress=bool(cfg.progress))
     beatmap = _generate(request, generator, tokenizer, song_ms, refiner)

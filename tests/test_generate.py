@@ -257,7 +257,8 @@ def test_a_left_padded_guidance_row_decodes_exactly_like_its_prompt_alone(tiny, 
 
 
 # -- the Generator over a song ----------------------------------------------------------------------
-def test_generator_prefills_lookback_and_writes_each_region_once(tiny, tokenizer, monkeypatch):
+@pytest.mark.parametrize("ends", [True, False])
+def test_generator_prefills_lookback_and_writes_each_region_once(tiny, tokenizer, monkeypatch, ends):
     audio = click_track(14.0, 120)
     seen = []
     real = generate_module.decode_window
@@ -267,7 +268,7 @@ def test_generator_prefills_lookback_and_writes_each_region_once(tiny, tokenizer
         return real(model, states, prompts, kinds, rules, sampling, generator, last_time)
 
     monkeypatch.setattr(generate_module, "decode_window", spy)
-    sampling = SamplingConfig(temperature=1.0, top_p=1.0)
+    sampling = SamplingConfig(temperature=1.0, top_p=1.0, lookback_ends_window=ends)
     gen = Generator(tiny, tokenizer, audio, sampling, seed=1, max_new_tokens=16, progress=False)
     plan = ContextPlan([(ContextType.NONE, [], [])], {}, BeatmapMetadata(mode=0, star_rating=4.0, song_length_ms=14000))
     windows = gen.windows()
@@ -277,7 +278,7 @@ def test_generator_prefills_lookback_and_writes_each_region_once(tiny, tokenizer
     assert times == sorted(times)
     for (prompts, rules, last_time), w in zip(seen, windows):
         assert rules.lookback_steps == (0 if w.first else int((w.region_start_ms - w.start_ms) / 10))
-        assert rules.lookback_stops == any(w.start_ms <= g.time < w.region_start_ms for g in groups)
+        assert rules.lookback_stops == (ends and any(w.start_ms <= g.time < w.region_start_ms for g in groups))
         assert rules.lookahead_step == (None if w.last else math.ceil((w.region_end_ms - w.start_ms) / 10))
         earlier = [g for g in groups if w.start_ms <= g.time < w.region_start_ms]
         after_sos = prompts[0][prompts[0].index(tokenizer.context_sos["map"]) + 1:]
