@@ -57,7 +57,7 @@ def estimate_redline(onsets: OnsetEnvelope, min_bpm: float = 60.0, max_bpm: floa
         bpm = max(candidates, key=lambda b: _fold(times, envelope, 60000.0 / b)[0])
     beat_length = _round(60000.0 / bpm, times[-1], leniency_ms)
     offset = _fold(times, envelope, beat_length)[1] - PHASE_LATENCY_MS
-    return TimingPoint(offset % beat_length, beat_length)
+    return TimingPoint(float(round(offset % beat_length)), beat_length)  # whole ms, as postprocess.timing
 
 
 def beat_support(onsets: OnsetEnvelope, redlines: list[TimingPoint]) -> float:

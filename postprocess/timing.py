@@ -55,7 +55,9 @@ def markers_to_timing_points(markers: list[Marker], leniency: float = 3.0) -> li
         times = np.array([time for time, _ in part])
         sections += _fit_sections(times, [kind for _, kind in part], leniency)
     _align_first_downbeat(sections[0])
-    return [TimingPoint(s.offset, s.beat_length, s.meter) for s in _merge(sections, leniency)]
+    # Whole-ms redlines: objects are written in whole ms, and one snapped onto a redline at x.4 ms would
+    # be written just before it, off the grid of the section it then belongs to.
+    return [TimingPoint(float(round(s.offset)), s.beat_length, s.meter) for s in _merge(sections, leniency)]
 
 
 def _dedupe(markers: list[Marker]) -> list[Marker]:

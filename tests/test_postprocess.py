@@ -98,6 +98,17 @@ def test_no_markers_and_a_lone_marker():
     assert (redline.time, redline.beat_length) == (700.0, 500.0)
 
 
+def test_redlines_start_on_whole_milliseconds_so_objects_on_them_stay_in_their_section():
+    # A fitted offset of 18668.37 ms: an object snapped onto that redline is written at 18668 ms,
+    # which must not fall just before it, off the previous section's grid.
+    markers = beat_markers(18668.37, 155, 40) + [(18668.37 + 40 * 387.1, T.TIMING_POINT)]
+    markers += [(t, kind) for t, kind in beat_markers(18668.37 + 40 * 387.1, 140, 20)[1:]]
+    for redline in markers_to_timing_points(markers):
+        assert redline.time == round(redline.time)
+    redline = markers_to_timing_points(markers)[0]
+    assert redline.time == pytest.approx(18668, abs=1)
+
+
 def test_consensus_of_jittered_passes_recovers_the_beats():
     rng = np.random.default_rng(3)
     truth = beat_markers(600, 128, 60)
