@@ -410,7 +410,7 @@ def _generate(request: Request, generator: Generator, tokenizer: Tokenizer, song
     plan = ContextPlan(in_contexts=_in_contexts(tokenizer, request, reference_groups), finished={},
                        metadata=request.metadata, negative=_negative(cfg, request.metadata))
     windows = generator.windows(cfg.start_time, cfg.end_time)
-    redlines = _timing(request, generator, tokenizer, plan, outputs, generator.audio.numpy(), generator.sample_rate)
+    redlines = _timing(request, generator, plan, outputs)
     template.timing_points = redlines
     if ContextType.TIMING in outputs or "TIMING" in request.in_context:
         plan.finished[ContextType.TIMING] = timing_groups(Timing(redlines), song_ms, tokenizer.config)
@@ -473,8 +473,7 @@ def _negative(cfg: DictConfig, meta: BeatmapMetadata) -> BeatmapMetadata | None:
     return replace(meta, descriptors=list(cfg.negative_descriptors) or None, mapper=meta.mapper if steer else None)
 
 
-def _timing(request: Request, generator: Generator, tokenizer: Tokenizer, plan: ContextPlan,
-            outputs: list[ContextType], audio: np.ndarray, sample_rate: int) -> list[TimingPoint]:
+def _timing(request: Request, generator: Generator, plan: ContextPlan, outputs: list[ContextType]) -> list[TimingPoint]:
     """Redlines from the reference, the forced `bpm`, or the generated beats and the audio's own tempo,
     whichever `timing_source` asks for (auto: the generated ones unless the song's onsets back the audio's
     tempo `audio_timing_margin` times better)."""
@@ -494,7 +493,7 @@ def _timing(request: Request, generator: Generator, tokenizer: Tokenizer, plan: 
         generated = markers_to_timing_points(markers, leniency=float(cfg.timing_leniency))
     if generated and cfg.timing_source == "model":
         return generated
-    onsets = OnsetEnvelope.of(audio, sample_rate)
+    onsets = OnsetEnvelope.of(generator.audio.numpy(), generator.sample_rate)
     estimated = estimate_redline(onsets, float(cfg.min_bpm), float(cfg.max_bpm))
     if estimated is None:
         return generated or [TimingPoint(float(cfg.offset), DEFAULT_BEAT_LENGTH)]
