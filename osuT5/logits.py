@@ -148,11 +148,12 @@ def top_k_top_p(logits: torch.Tensor, top_k: int, top_p: float) -> torch.Tensor:
     if 0 < top_k < logits.numel():
         threshold = torch.topk(logits, top_k).values[-1]
         logits[logits < threshold] = NEG_INF
-    if 0 < top_p < 1:
-        ordered, order = torch.sort(logits, descending=True)
-        cumulative = torch.softmax(ordered, dim=-1).cumsum(dim=-1)
-        drop = cumulative - torch.softmax(ordered, dim=-1) >= top_p  # keep the token that crosses top_p
-        logits[order[drop]] = NEG_INF
+    if 0 < top_p < 1:  # sorting only the tokens still possible: the grammar has usually ruled out most
+        candidates = torch.isfinite(logits).nonzero().squeeze(1)
+        ordered, order = torch.sort(logits[candidates], descending=True)
+        probs = torch.softmax(ordered, dim=-1)
+        drop = probs.cumsum(dim=-1) - probs >= top_p  # keep the token that crosses top_p
+        logits[candidates[order[drop]]] = NEG_INF
     return logits
 
 

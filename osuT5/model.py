@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 import os
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -180,11 +181,110 @@ class Mapperatorinator(PreTrainedModel):
         return Seq2SeqLMOutput(loss=loss, logits=logits, past_key_values=out.past_key_values,
                                encoder_last_hidden_state=encoder_outputs.last_hidden_state)
 
+    @torch.no_grad()
+    def new_cache(self, encoder_states: torch.Tensor, capacity: int) -> "DecoderCache":
+        """An empty decoding cache for `capacity` tokens, with every layer's cross-attention keys and
+        values computed once from the encoder states (batch, frames, d_model).
+
+        On a CPU the cache, and so attention, is fp32 whatever the weights: CPU attention over a few
+        query rows runs about 10x slower in bf16 than in fp32."""
+        layers = self.transformer.model.decoder.layers
+        attention = layers[0].self_attn
+        device, weights = encoder_states.device.type, self.decoder_embedder.weight.dtype
+        compute = torch.get_autocast_dtype(device) if torch.is_autocast_enabled(device) else weights
+        dtype = torch.float32 if device == "cpu" else compute
+        if not torch.is_autocast_enabled(device):  # states encoded under autocast, decoded without it
+            encoder_states = encoder_states.to(weights)
+        empty = lambda: encoder_states.new_zeros(encoder_states.shape[0], attention.num_heads, capacity, attention.head_dim,
+                                                 dtype=dtype)
+        project = lambda linear: _heads(linear(encoder_states), attention.num_heads).to(dtype)
+        return DecoderCache(
+            self_keys=[empty() for _ in layers], self_values=[empty() for _ in layers],
+            cross_keys=[project(layer.encoder_attn.k_proj) for layer in layers],
+            cross_values=[project(layer.encoder_attn.v_proj) for layer in layers],
+            valid=torch.zeros(encoder_states.shape[0], capacity, dtype=torch.bool, device=encoder_states.device),
+        )
+
+    @torch.no_grad()
+    def decode(self, ids: torch.Tensor, positions: torch.Tensor, valid: torch.Tensor, cache: "DecoderCache") -> torch.Tensor:
+        """Next-token logits (batch, vocab) after appending `ids` (batch, n) at `positions` to the cache:
+        first the left-padded prompts (`valid` False for padding), then one token per row at a time.
+
+        The decoder's forward pass written out for incremental decoding: the same weights and maths as
+        `forward`, without its per-call overhead, which at batch 1 costs more than the arithmetic. Each
+        prompt is prefilled on its own, without its padding, so attention takes the fast causal path."""
+        decoder = self.transformer.model.decoder
+        start, count = cache.length, ids.shape[1]
+        if count > 1 and start:
+            raise ValueError("decode takes several tokens only as the first call (the prompts)")
+        cache.valid[:, start:start + count] = valid
+        cache.length = start + count
+        cache.padded = cache.padded or not bool(valid.all())
+        hidden = self.decoder_embedder(ids) + decoder.embed_positions.weight[positions]
+        if count == 1:
+            mask = cache.valid[:, None, None, :cache.length] if cache.padded else None
+            hidden = self._decoder_layers(hidden, cache, slice(None), start, mask=mask)
+        else:
+            last = []
+            for row in range(ids.shape[0]):
+                first = int((~valid[row]).sum())  # this prompt's left padding
+                last.append(self._decoder_layers(hidden[row:row + 1, first:], cache, slice(row, row + 1), first, prompt=True)[:, -1:])
+            hidden = torch.cat(last)
+        return self.transformer.proj_out(decoder.layer_norm(hidden[:, -1]))
+
+    def _decoder_layers(self, hidden: torch.Tensor, cache: "DecoderCache", rows: slice, start: int,
+                        mask: torch.Tensor | None = None, prompt: bool = False) -> torch.Tensor:
+        """The decoder layers over `hidden`, the tokens from `start` of the cache's `rows`: one token per row
+        attending to every cached key allowed by `mask`, or a `prompt` attending causally to itself only."""
+        end = start + hidden.shape[1]
+        causal, first = prompt and hidden.shape[1] > 1, start if prompt else 0
+        for i, layer in enumerate(self.transformer.model.decoder.layers):
+            attention = layer.self_attn
+            x = layer.self_attn_layer_norm(hidden)
+            query = _heads(attention.q_proj(x), attention.num_heads)
+            cache.self_keys[i][rows, :, start:end] = _heads(attention.k_proj(x), attention.num_heads)
+            cache.self_values[i][rows, :, start:end] = _heads(attention.v_proj(x), attention.num_heads)
+            keys, values = cache.self_keys[i][rows, :, first:end], cache.self_values[i][rows, :, first:end]
+            hidden = hidden + attention.out_proj(_merge(F.scaled_dot_product_attention(
+                query.to(keys.dtype), keys, values, attn_mask=mask, is_causal=causal, scale=attention.scaling)).to(x.dtype))
+            cross = layer.encoder_attn
+            x = layer.encoder_attn_layer_norm(hidden)
+            query = _heads(cross.q_proj(x), cross.num_heads)
+            keys, values = cache.cross_keys[i][rows], cache.cross_values[i][rows]
+            hidden = hidden + cross.out_proj(_merge(F.scaled_dot_product_attention(
+                query.to(keys.dtype), keys, values, scale=cross.scaling)).to(x.dtype))
+            x = layer.final_layer_norm(hidden)
+            hidden = hidden + layer.fc2(layer.activation_fn(layer.fc1(x)))
+        return hidden
+
     def loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         """Cross-entropy with `rhythm_weight` on TIME_SHIFT targets, summed and divided by the labelled count."""
-        per_token = F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), labels.flatten(), weight=self.class_weights,
+        per_token = F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), labels.flatten(), weight=self.class_weights.float(),
                                     ignore_index=IGNORE_INDEX, reduction="none")
         return per_token.sum() / (labels != IGNORE_INDEX).sum().clamp(min=1)
+
+
+@dataclass
+class DecoderCache:
+    """Per decoder layer: self-attention keys and values in buffers for the whole window (filled up to
+    `length`), and the cross-attention ones over the audio; `valid` marks the non-padding tokens."""
+    self_keys: list[torch.Tensor]
+    self_values: list[torch.Tensor]
+    cross_keys: list[torch.Tensor]
+    cross_values: list[torch.Tensor]
+    valid: torch.Tensor
+    length: int = 0
+    padded: bool = False
+
+
+def _heads(x: torch.Tensor, heads: int) -> torch.Tensor:
+    """(batch, tokens, d_model) -> (batch, heads, tokens, head_dim)."""
+    return x.view(x.shape[0], x.shape[1], heads, -1).transpose(1, 2)
+
+
+def _merge(x: torch.Tensor) -> torch.Tensor:
+    """(batch, heads, tokens, head_dim) -> (batch, tokens, d_model)."""
+    return x.transpose(1, 2).reshape(x.shape[0], x.shape[2], -1)
 
 
 def encoder_sinusoids(positions: torch.Tensor, channels: int) -> torch.Tensor:

@@ -67,15 +67,18 @@ class Scripted(torch.nn.Module):
         self.anchor = torch.nn.Parameter(torch.zeros(1))
         self.vocab, self.scripts, self.calls = vocab, scripts, []
 
-    def forward(self, decoder_input_ids, **kwargs):
+    def new_cache(self, encoder_states, capacity):
+        return None
+
+    def decode(self, ids, positions, valid, cache):
         step = len(self.calls)
-        self.calls.append(decoder_input_ids)
-        logits = torch.zeros(decoder_input_ids.shape[0], 1, self.vocab)
-        for row in range(decoder_input_ids.shape[0]):
+        self.calls.append(ids)
+        logits = torch.zeros(ids.shape[0], self.vocab)
+        for row in range(ids.shape[0]):
             script = self.scripts[min(row, len(self.scripts) - 1)]
             for rank, token in enumerate(script[min(step, len(script) - 1)]):
-                logits[row, -1, token] = 10.0 - rank
-        return SimpleNamespace(logits=logits, past_key_values=None)
+                logits[row, token] = 10.0 - rank
+        return logits
 
 
 @pytest.fixture(scope="module")
@@ -261,13 +264,13 @@ def test_a_left_padded_guidance_row_decodes_exactly_like_its_prompt_alone(tiny, 
 def test_generator_prefills_lookback_and_writes_each_region_once(tiny, tokenizer, monkeypatch, ends):
     audio = click_track(14.0, 120)
     seen = []
-    real = generate_module.decode_window
+    real = generate_module.decode_windows
 
-    def spy(model, states, prompts, kinds, rules, sampling, generator=None, last_time=None):
-        seen.append((prompts, rules, last_time))
-        return real(model, states, prompts, kinds, rules, sampling, generator, last_time)
+    def spy(model, states, jobs, kinds, sampling, generator=None):
+        seen.extend((job.prompts, job.rules, job.last_time) for job in jobs)
+        return real(model, states, jobs, kinds, sampling, generator)
 
-    monkeypatch.setattr(generate_module, "decode_window", spy)
+    monkeypatch.setattr(generate_module, "decode_windows", spy)
     sampling = SamplingConfig(temperature=1.0, top_p=1.0, lookback_ends_window=ends)
     gen = Generator(tiny, tokenizer, audio, sampling, seed=1, max_new_tokens=16, progress=False)
     plan = ContextPlan([(ContextType.NONE, [], [])], {}, BeatmapMetadata(mode=0, star_rating=4.0, song_length_ms=14000))
@@ -287,10 +290,33 @@ def test_generator_prefills_lookback_and_writes_each_region_once(tiny, tokenizer
         assert any(w.region_start_ms - 10 <= g.time < w.region_end_ms for w in windows)
 
 
+@pytest.mark.parametrize("chains", [1, 3])
+def test_chains_decode_runs_side_by_side_and_keep_each_region_once(tiny, tokenizer, ids, monkeypatch, chains):
+    batches = []
+
+    def one_circle_at_each_region_start(model, states, jobs, *args, **kwargs):
+        assert states.shape[0] == len(jobs)
+        batches.append(len(jobs))
+        return [[ids.circle, ids.time(job.rules.lookback_steps)] for job in jobs]
+
+    monkeypatch.setattr(generate_module, "decode_windows", one_circle_at_each_region_start)
+    gen = Generator(tiny, tokenizer, click_track(30.0, 120), GREEDY, seed=0, progress=False, chains=chains, chain_warmup=2)
+    plan = ContextPlan([(ContextType.NONE, [], [])], {}, BeatmapMetadata(mode=0, star_rating=4.0, song_length_ms=30000))
+    windows = gen.windows()
+    runs = gen.chain_runs(windows)
+    assert len(runs) == chains and runs[0][0][0] is windows[0]
+    for (run, keep_from), (later, later_from) in zip(runs, runs[1:]):  # consecutive runs meet at a region border
+        assert later_from == pytest.approx(run[-1].region_end_ms, abs=0.1)
+        assert keep_from < later_from and later[2].region_start_ms == later_from  # two warm-up windows
+    groups = gen.generate_context(ContextType.MAP, windows, plan)
+    assert sum(batches) == len(windows) + 2 * (chains - 1) and max(batches) == chains
+    assert [g.time for g in groups] == pytest.approx([w.region_start_ms for w in windows], abs=10)
+
+
 def test_generator_sends_the_positive_prompt_first_with_guidance(tiny, tokenizer, monkeypatch):
     descriptors = tokenizer.config.descriptors
     seen = []
-    monkeypatch.setattr(generate_module, "decode_window", lambda model, states, prompts, *a, **k: seen.append(prompts) or [])
+    monkeypatch.setattr(generate_module, "decode_windows", lambda model, states, jobs, *a, **k: [seen.append(job.prompts) or [] for job in jobs])
     gen = Generator(tiny, tokenizer, click_track(3.0), SamplingConfig(cfg_scale=2.0), seed=0, progress=False)
     meta = BeatmapMetadata(mode=0, star_rating=4.0, song_length_ms=3000, descriptors=[descriptors[0]])
     negative = BeatmapMetadata(mode=0, star_rating=4.0, song_length_ms=3000, descriptors=[descriptors[1]])

@@ -1,11 +1,14 @@
 """The generator model: mel front end, forward pass and loss, save/load, greedy decoding."""
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
+from transformers.modeling_outputs import BaseModelOutput
 
 from osuT5.export import main as export_main
 from osuT5.generate import WindowRules, decode_window
@@ -163,3 +166,37 @@ def test_aligned_time_tokens_start_as_encoder_positions_and_survive_a_reload(tok
     assert torch.equal(loaded.decoder_embedder.weight, model.decoder_embedder.weight)
     with pytest.raises(ValueError, match="time_token_init"):
         model_config(SMALL_BACKBONE, LOG_HTK, tokenizer, 256, 3.0, True, "random")
+
+
+def test_incremental_decode_gives_the_forward_pass_logits_for_a_left_padded_batch(small_model):
+    states = small_model.encode(sine(300.0, small_model.config.window_samples)[None]).last_hidden_state
+    prompts, follow_ups = [[5, 1, 7, 9, 11], [5, 1, 8], [5]], [13, 14, 15]
+    ids = torch.tensor([[0] * (5 - len(p)) + p for p in prompts])
+    valid = ids != 0
+    positions = (valid.cumsum(-1) - 1).clamp(min=0)
+    cache = small_model.new_cache(states.expand(3, -1, -1), 8)
+    fast = [small_model.decode(ids, positions, valid, cache)]
+    fast.append(small_model.decode(torch.tensor([follow_ups]).T, positions[:, -1:] + 1, torch.ones(3, 1, dtype=torch.bool), cache))
+    with torch.no_grad():
+        for row, (prompt, follow_up) in enumerate(zip(prompts, follow_ups)):
+            full = torch.tensor([prompt + [follow_up]])
+            slow = small_model(decoder_input_ids=full, encoder_outputs=BaseModelOutput(last_hidden_state=states)).logits[0]
+            torch.testing.assert_close(fast[0][row], slow[-2], rtol=1e-4, atol=1e-5)
+            torch.testing.assert_close(fast[1][row], slow[-1], rtol=1e-4, atol=1e-5)
+    assert cache.length == 6 and cache.padded
+
+
+def test_a_bf16_model_decodes_with_fp32_attention_on_the_cpu(small_model):
+    model = copy.deepcopy(small_model).to(torch.bfloat16)
+    audio = sine(300.0, small_model.config.window_samples)[None]
+    ids, positions, valid = torch.tensor([[5, 1, 7]]), torch.arange(3)[None], torch.ones(1, 3, dtype=torch.bool)
+    logits = []
+    for m in (small_model, model):
+        cache = m.new_cache(m.encode(audio).last_hidden_state, 4)
+        assert cache.self_keys[0].dtype == cache.cross_keys[0].dtype == torch.float32
+        logits.append(m.decode(ids, positions, valid, cache).float())
+    assert model.decoder_embedder.weight.dtype == torch.bfloat16
+    torch.testing.assert_close(logits[1], logits[0], atol=0.05, rtol=0.05)
+    labels = torch.tensor([[1, 7, 9]])  # MaiMod scores a real map with the loss of a bf16 model
+    with torch.no_grad():
+        assert torch.isfinite(model(audio=audio, decoder_input_ids=ids, labels=labels).loss)
