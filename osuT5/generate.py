@@ -8,7 +8,6 @@ map, sv) is generated completely before the next, which sees it as a finished co
 from __future__ import annotations
 
 import bisect
-import itertools
 import math
 from dataclasses import dataclass, replace
 import numpy as np
@@ -81,93 +80,48 @@ class WindowRules:
     lookback_stops: bool = True  # a lookback time ends the window (False when the lookback holds no events)
 
 
-@dataclass
-class WindowJob:
-    """One window to decode: its prompt(s) (two with guidance, the conditional one first), its rules and
-    the last time already written in it (monotonic time)."""
-    prompts: list[list[int]]
-    rules: WindowRules
-    last_time: int | None = None
-
-
-class _Decoding:
-    """A job's progress: what it has written and whether it goes on."""
-
-    def __init__(self, job: WindowJob):
-        self.rules, self.last_time = job.rules, job.last_time
-        self.history, self.generated = list(job.prompts[0]), []
-        self.active = job.rules.max_new_tokens > 0
-
-    def take(self, token: int, kinds: TokenKinds) -> None:
-        """Append `token`, or stop at an end token or a time in a reserved region (dropped with its type token)."""
-        rules = self.rules
-        if token in rules.eos_ids:
-            self.active = False
-            return
-        if kinds.is_time(token):
-            value = kinds.time_value(token)
-            if value < rules.lookback_steps or (rules.lookahead_step is not None and value >= rules.lookahead_step):
-                if self.generated and self.generated[-1] in kinds.group_types:
-                    self.generated.pop()
-                self.active = False
-                return
-            self.last_time = value
-        elif token in kinds.context_starts:  # a new context: its times start again from the window start
-            self.last_time = None
-        self.generated.append(token)
-        self.history.append(token)
-        self.active = len(self.generated) < rules.max_new_tokens
-
-    def result(self, kinds: TokenKinds) -> list[int]:
-        if self.generated and self.generated[-1] in kinds.group_types:  # a type token whose time never came
-            self.generated.pop()
-        return self.generated
-
-
 @torch.no_grad()
-def decode_windows(model: Mapperatorinator, states: torch.Tensor, jobs: list[WindowJob], kinds: TokenKinds,
-                   sampling: SamplingConfig, generator: torch.Generator | None = None) -> list[list[int]]:
-    """The new tokens of each job (without its stop token), decoded together as one left-padded batch.
-
-    `states` holds one row of encoder states per job. On a CPU a decoding step is bound by reading the
-    weights, so several windows in a batch cost little more than one; a finished job's rows idle
-    until the last job ends.
-    """
-    device = next(model.parameters()).device
-    rows = [prompt for job in jobs for prompt in job.prompts]
-    first_row = list(itertools.accumulate((len(job.prompts) for job in jobs), initial=0))
-    width = max(len(p) for p in rows)
-    ids = torch.tensor([[PAD] * (width - len(p)) + p for p in rows], device=device)
-    valid = torch.tensor([[False] * (width - len(p)) + [True] * len(p) for p in rows], device=device)
-    positions = (valid.cumsum(-1) - 1).clamp(min=0)
-    owner = torch.tensor([j for j, job in enumerate(jobs) for _ in job.prompts], device=device)
-    decodings = [_Decoding(job) for job in jobs]
-    if any(d.active for d in decodings):
-        cache = model.new_cache(states[owner], width + max(job.rules.max_new_tokens for job in jobs))
-        one_token = torch.ones(len(rows), 1, dtype=torch.bool, device=device)
-    while any(d.active for d in decodings):
-        logits = model.decode(ids, positions, valid, cache)
-        fed = [PAD] * len(rows)
-        for j, d in enumerate(decodings):
-            if d.active:
-                rules = d.rules
-                token = next_token(logits[first_row[j]:first_row[j + 1]], kinds, d.history, sampling, d.last_time,
-                                   rules.lookback_steps, generator, rules.allowed, rules.lookback_stops)
-                d.take(token, kinds)
-                fed[first_row[j]:first_row[j + 1]] = [token] * len(jobs[j].prompts)
-        ids = torch.tensor(fed, device=device)[:, None]
-        going_on = torch.tensor([d.active for d in decodings], device=device)[owner]
-        positions = positions[:, -1:] + going_on[:, None]  # a finished row stays put: no position past the table
-        valid = one_token
-    return [d.result(kinds) for d in decodings]
-
-
 def decode_window(model: Mapperatorinator, encoder_outputs: BaseModelOutput, prompts: list[list[int]], kinds: TokenKinds,
                   rules: WindowRules, sampling: SamplingConfig, generator: torch.Generator | None = None,
                   last_time: int | None = None) -> list[int]:
-    """One window's new tokens: `decode_windows` with a single job."""
-    return decode_windows(model, encoder_outputs.last_hidden_state[:1], [WindowJob(prompts, rules, last_time)], kinds,
-                          sampling, generator)[0]
+    """New tokens after the prompt(s), without the stop token; with two prompts (guidance) row 0 is the
+    conditional one. A time in a reserved region stops the window and is dropped with its type token."""
+    device = next(model.parameters()).device
+    width = max(len(p) for p in prompts)
+    ids = torch.tensor([[PAD] * (width - len(p)) + p for p in prompts], device=device)
+    valid = torch.tensor([[False] * (width - len(p)) + [True] * len(p) for p in prompts], device=device)
+    positions = (valid.cumsum(-1) - 1).clamp(min=0)
+    states = encoder_outputs.last_hidden_state
+    if states.shape[0] != len(prompts):
+        states = states.expand(len(prompts), -1, -1)
+    cache = model.new_cache(states, width + rules.max_new_tokens)
+    one_token = torch.ones(len(prompts), 1, dtype=torch.bool, device=device)
+    history = list(prompts[0])
+    generated: list[int] = []
+    while len(generated) < rules.max_new_tokens:
+        logits = model.decode(ids, positions, valid, cache)
+        token = next_token(logits, kinds, history, sampling, last_time, rules.lookback_steps, generator,
+                           rules.allowed, rules.lookback_stops)
+        if token in rules.eos_ids:
+            break
+        if kinds.is_time(token):
+            value = kinds.time_value(token)
+            reserved = value < rules.lookback_steps or (rules.lookahead_step is not None and value >= rules.lookahead_step)
+            if reserved:
+                if generated and generated[-1] in kinds.group_types:
+                    generated.pop()
+                break
+            last_time = value
+        elif token in kinds.context_starts:  # a new context: its times start again from the window start
+            last_time = None
+        generated.append(token)
+        history.append(token)
+        ids = torch.full((len(prompts), 1), token, device=device)
+        positions = positions[:, -1:] + 1
+        valid = one_token
+    if generated and generated[-1] in kinds.group_types:  # a type token whose time never came
+        generated.pop()
+    return generated
 
 
 @dataclass
@@ -184,9 +138,8 @@ class Generator:
 
     def __init__(self, model: Mapperatorinator, tokenizer: Tokenizer, audio: np.ndarray, sampling: SamplingConfig,
                  seed: int, lookback: float = 0.5, lookahead: float = 0.4, max_new_tokens: int = 512,
-                 autocast: torch.dtype | None = None, progress: bool = True, chains: int = 1, chain_warmup: int = 5):
+                 autocast: torch.dtype | None = None, progress: bool = True):
         self.model, self.tokenizer, self.sampling = model, tokenizer, sampling
-        self.chains, self.chain_warmup = chains, chain_warmup
         self.audio = torch.from_numpy(np.ascontiguousarray(audio, dtype=np.float32))
         self.kinds = TokenKinds(tokenizer)
         self.lookback, self.lookahead, self.max_new_tokens = lookback, lookahead, max_new_tokens
@@ -229,78 +182,44 @@ class Generator:
             piece = torch.cat([torch.zeros(-w.start_sample), piece])
         return pad_to_window(piece, self.window_samples)
 
-    def chain_runs(self, windows: list[Window]) -> list[tuple[list[Window], float]]:
-        """`windows` cut into up to `chains` consecutive runs that decode side by side, one batch per step,
-        each with at least twice `chain_warmup` windows; and the time from which each run's output is kept.
-
-        A run after the first starts `chain_warmup` windows early with an empty lookback, as after a silence,
-        so that its first own window sees a lookback it wrote itself; what it writes before that window's
-        region is dropped.
-        """
-        count = max(1, min(self.chains, len(windows) // max(2 * self.chain_warmup, 1)))
-        bounds = [round(k * len(windows) / count) for k in range(count + 1)]
-        return [(windows[max(bounds[k] - self.chain_warmup, 0) if k else 0:bounds[k + 1]],
-                 windows[bounds[k]].region_start_ms if k else -math.inf) for k in range(count)]
-
     def generate_context(self, context: ContextType, windows: list[Window], plan: ContextPlan,
                          prefilled: list[Group] | None = None, sampling: SamplingConfig | None = None,
                          progress: bool | None = None) -> list[Group]:
         """Every window in order: prompt with the earlier output, decode, keep the new groups of its region.
 
-        The runs of `chain_runs` advance together, one window each per batch. `prefilled` groups (a
-        reference map before a partial remap's start) are kept and seen as lookback.
+        `prefilled` groups (a reference map before a partial remap's start) are kept and seen as lookback.
         """
         sampling = sampling or self.sampling
         show = self.progress if progress is None else progress
         self.encode(windows)
-        prefilled = sorted(prefilled or [], key=lambda g: g.time)
+        groups: list[Group] = sorted(prefilled or [], key=lambda g: g.time)
         eos = frozenset({EOS, self.tokenizer.context_eos.get(context.value, EOS)})
         allowed = self.kinds.allowed(self.tokenizer, context, plan.metadata.mode)
-        runs = self.chain_runs(windows)
-        seen = [list(prefilled) for _ in runs]  # what each run's prompts see
-        written: list[list[Group]] = [[] for _ in runs]
-        bar = tqdm(total=sum(len(run) for run, _ in runs), desc=f"Generating {context.value}", disable=not show, unit="window")
-        for step in range(max(len(run) for run, _ in runs)):
-            now = [(k, run[step]) for k, (run, _) in enumerate(runs) if step < len(run)]
-            jobs = [self._job(context, w, plan, seen[k], sampling, eos, allowed) for k, w in now]
-            todo = [item for item, job in zip(now, jobs) if job is not None]
-            jobs = [job for job in jobs if job is not None]
-            if jobs:
-                states = torch.cat([self._encoded[w.start_sample] for _, w in todo])
-                with self._autocast(decoding=True):
-                    results = decode_windows(self.model, states, jobs, self.kinds, sampling, self.generator)
-                for (k, w), new in zip(todo, results):
-                    self.tokens_generated += len(new)
-                    fresh = [g for g in events_to_groups(self.tokenizer.decode_many(new), self.tokenizer, w.start_ms)
-                             if w.region_start_ms - 10 <= g.time < w.region_end_ms]
-                    written[k] += fresh
-                    seen[k] = sorted(seen[k] + fresh, key=lambda g: g.time)
-            bar.update(len(now))
-        bar.close()
-        groups = list(prefilled)
-        for k, (_, keep_from) in enumerate(runs):
-            keep_to = runs[k + 1][1] if k + 1 < len(runs) else math.inf
-            groups += [g for g in written[k] if keep_from <= g.time < keep_to]
+        for w in tqdm(windows, desc=f"Generating {context.value}", disable=not show, unit="window"):
+            times = [g.time for g in groups]
+            known = window_slice(groups, times, w.start_ms, w.start_ms + self.window_ms)
+            prompts = [self._prompt(context, w, plan, plan.metadata, known)]
+            if plan.negative is not None and sampling.cfg_scale > 1:
+                prompts.append(self._prompt(context, w, plan, plan.negative, known))
+            if len(prompts[0]) >= self.tgt_seq_len:
+                continue  # no room left to write anything in this window
+            rules = WindowRules(
+                eos_ids=eos, allowed=allowed,
+                lookback_steps=0 if w.first else int((w.region_start_ms - w.start_ms) / 10),
+                lookahead_step=None if w.last else math.ceil((w.region_end_ms - w.start_ms) / 10),
+                max_new_tokens=min(self.max_new_tokens, self.tgt_seq_len - len(prompts[0])),
+                lookback_stops=sampling.lookback_ends_window and any(g.time < w.region_start_ms for g in known),
+            )
+            last_time = max((int((g.time - w.start_ms) / 10) for g in known), default=None)
+            with self._autocast(decoding=True):
+                new = decode_window(self.model, BaseModelOutput(last_hidden_state=self._encoded[w.start_sample]), prompts,
+                                    self.kinds, rules, sampling, self.generator, last_time)
+            self.tokens_generated += len(new)
+            fresh = [g for g in events_to_groups(self.tokenizer.decode_many(new), self.tokenizer, w.start_ms)
+                     if w.region_start_ms - 10 <= g.time < w.region_end_ms]
+            groups += fresh
+            groups.sort(key=lambda g: g.time)
         return sorted(groups, key=lambda g: g.time)
-
-    def _job(self, context: ContextType, w: Window, plan: ContextPlan, groups: list[Group], sampling: SamplingConfig,
-             eos: frozenset[int], allowed: torch.Tensor) -> WindowJob | None:
-        """Window `w`'s prompts and rules given the groups written so far (sorted); None when its prompt
-        leaves no room to write anything."""
-        known = window_slice(groups, [g.time for g in groups], w.start_ms, w.start_ms + self.window_ms)
-        prompts = [self._prompt(context, w, plan, plan.metadata, known)]
-        if plan.negative is not None and sampling.cfg_scale > 1:
-            prompts.append(self._prompt(context, w, plan, plan.negative, known))
-        if len(prompts[0]) >= self.tgt_seq_len:
-            return None
-        rules = WindowRules(
-            eos_ids=eos, allowed=allowed,
-            lookback_steps=0 if w.first else int((w.region_start_ms - w.start_ms) / 10),
-            lookahead_step=None if w.last else math.ceil((w.region_end_ms - w.start_ms) / 10),
-            max_new_tokens=min(self.max_new_tokens, self.tgt_seq_len - len(prompts[0])),
-            lookback_stops=sampling.lookback_ends_window and any(g.time < w.region_start_ms for g in known),
-        )
-        return WindowJob(prompts, rules, max((int((g.time - w.start_ms) / 10) for g in known), default=None))
 
     def _prompt(self, context: ContextType, w: Window, plan: ContextPlan, meta: BeatmapMetadata, known: list[Group]) -> list[int]:
         in_contexts, metadata, out_contexts = prompt_parts(self.tokenizer, plan, meta, w.start_ms, w.start_ms + self.window_ms)

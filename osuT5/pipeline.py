@@ -224,7 +224,6 @@ def _check_sampling(cfg: DictConfig) -> None:
     _check(0 <= cfg.lookback < 1 and 0 <= cfg.lookahead < 1 and cfg.lookback + cfg.lookahead < 1,
            "lookback and lookahead must each be from 0 to 1 and together below 1")
     _check(cfg.max_new_tokens >= 1, f"max_new_tokens must be 1 or more, not {cfg.max_new_tokens}")
-    _check(cfg.chains >= 1 and cfg.chain_warmup >= 0, f"chains must be 1 or more and chain_warmup 0 or more, not {cfg.chains} and {cfg.chain_warmup}")
     _check(cfg.timer_iterations >= 1, f"timer_iterations must be 1 or more, not {cfg.timer_iterations}")
     _check(cfg.timing_leniency > 0, f"timing_leniency must be above 0 ms, not {cfg.timing_leniency}")
     _check(cfg.bpm is None or 30 <= cfg.bpm <= 1000, f"bpm must be from 30 to 1000, not {cfg.bpm}")
@@ -372,8 +371,7 @@ def run(cfg: DictConfig) -> Result:
                               top_p=float(cfg.top_p), top_k=int(cfg.top_k), cfg_scale=float(cfg.cfg_scale),
                               gamemode=request.mode, lookback_ends_window=bool(cfg.lookback_ends_window))
     generator = Generator(model, tokenizer, audio, sampling, request.seed, float(cfg.lookback), float(cfg.lookahead),
-                          int(cfg.max_new_tokens), autocast=autocast, progress=bool(cfg.progress),
-                          chains=int(cfg.chains), chain_warmup=int(cfg.chain_warmup))
+                          int(cfg.max_new_tokens), autocast=autocast, progress=bool(cfg.progress))
     beatmap = _generate(request, generator, tokenizer, song_ms, refiner)
     if cfg.add_to_beatmap:
         beatmap = merge_partial(request.reference, beatmap, *_range(cfg, song_ms))

@@ -264,13 +264,13 @@ def test_a_left_padded_guidance_row_decodes_exactly_like_its_prompt_alone(tiny, 
 def test_generator_prefills_lookback_and_writes_each_region_once(tiny, tokenizer, monkeypatch, ends):
     audio = click_track(14.0, 120)
     seen = []
-    real = generate_module.decode_windows
+    real = generate_module.decode_window
 
-    def spy(model, states, jobs, kinds, sampling, generator=None):
-        seen.extend((job.prompts, job.rules, job.last_time) for job in jobs)
-        return real(model, states, jobs, kinds, sampling, generator)
+    def spy(model, states, prompts, kinds, rules, sampling, generator=None, last_time=None):
+        seen.append((prompts, rules, last_time))
+        return real(model, states, prompts, kinds, rules, sampling, generator, last_time)
 
-    monkeypatch.setattr(generate_module, "decode_windows", spy)
+    monkeypatch.setattr(generate_module, "decode_window", spy)
     sampling = SamplingConfig(temperature=1.0, top_p=1.0, lookback_ends_window=ends)
     gen = Generator(tiny, tokenizer, audio, sampling, seed=1, max_new_tokens=16, progress=False)
     plan = ContextPlan([(ContextType.NONE, [], [])], {}, BeatmapMetadata(mode=0, star_rating=4.0, song_length_ms=14000))
@@ -290,33 +290,10 @@ def test_generator_prefills_lookback_and_writes_each_region_once(tiny, tokenizer
         assert any(w.region_start_ms - 10 <= g.time < w.region_end_ms for w in windows)
 
 
-@pytest.mark.parametrize("chains", [1, 3])
-def test_chains_decode_runs_side_by_side_and_keep_each_region_once(tiny, tokenizer, ids, monkeypatch, chains):
-    batches = []
-
-    def one_circle_at_each_region_start(model, states, jobs, *args, **kwargs):
-        assert states.shape[0] == len(jobs)
-        batches.append(len(jobs))
-        return [[ids.circle, ids.time(job.rules.lookback_steps)] for job in jobs]
-
-    monkeypatch.setattr(generate_module, "decode_windows", one_circle_at_each_region_start)
-    gen = Generator(tiny, tokenizer, click_track(30.0, 120), GREEDY, seed=0, progress=False, chains=chains, chain_warmup=2)
-    plan = ContextPlan([(ContextType.NONE, [], [])], {}, BeatmapMetadata(mode=0, star_rating=4.0, song_length_ms=30000))
-    windows = gen.windows()
-    runs = gen.chain_runs(windows)
-    assert len(runs) == chains and runs[0][0][0] is windows[0]
-    for (run, keep_from), (later, later_from) in zip(runs, runs[1:]):  # consecutive runs meet at a region border
-        assert later_from == pytest.approx(run[-1].region_end_ms, abs=0.1)
-        assert keep_from < later_from and later[2].region_start_ms == later_from  # two warm-up windows
-    groups = gen.generate_context(ContextType.MAP, windows, plan)
-    assert sum(batches) == len(windows) + 2 * (chains - 1) and max(batches) == chains
-    assert [g.time for g in groups] == pytest.approx([w.region_start_ms for w in windows], abs=10)
-
-
 def test_generator_sends_the_positive_prompt_first_with_guidance(tiny, tokenizer, monkeypatch):
     descriptors = tokenizer.config.descriptors
     seen = []
-    monkeypatch.setattr(generate_module, "decode_windows", lambda model, states, jobs, *a, **k: [seen.append(job.prompts) or [] for job in jobs])
+    monkeypatch.setattr(generate_module, "decode_window", lambda model, states, prompts, *a, **k: seen.append(prompts) or [])
     gen = Generator(tiny, tokenizer, click_track(3.0), SamplingConfig(cfg_scale=2.0), seed=0, progress=False)
     meta = BeatmapMetadata(mode=0, star_rating=4.0, song_length_ms=3000, descriptors=[descriptors[0]])
     negative = BeatmapMetadata(mode=0, star_rating=4.0, song_length_ms=3000, descriptors=[descriptors[1]])
