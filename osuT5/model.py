@@ -219,12 +219,12 @@ class Mapperatorinator(PreTrainedModel):
             raise ValueError("decode takes several tokens only as the first call (the prompts)")
         cache.valid[:, start:start + count] = valid
         cache.length = start + count
-        cache.padded = cache.padded or not bool(valid.all())
         hidden = self.decoder_embedder(ids) + decoder.embed_positions.weight[positions]
-        if count == 1:
+        if start:  # one new token per row: only the prompts can hold padding
             mask = cache.valid[:, None, None, :cache.length] if cache.padded else None
             hidden = self._decoder_layers(hidden, cache, slice(None), start, mask=mask)
         else:
+            cache.padded = not bool(valid.all())
             last = []
             for row in range(ids.shape[0]):
                 first = int((~valid[row]).sum())  # this prompt's left padding
