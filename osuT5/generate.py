@@ -15,12 +15,13 @@ import torch
 from tqdm import tqdm
 from transformers.modeling_outputs import BaseModelOutput
 
-from tokenizer.decode import events_to_groups
+from tokenizer.decode import TIME_STEP_MS, events_to_groups
 from tokenizer.encode import groups_to_events, window_slice
 from tokenizer.events import ContextType, Event, EventType, Group
 from tokenizer.vocabulary import EOS, PAD, Tokenizer
 
-from .logits import SamplingConfig, TokenKinds, next_token
+from .density import DensityControl, object_times
+from .logits import SamplingConfig, Spacing, TokenKinds, next_token
 from .model import Mapperatorinator, pad_to_window
 from .sequence import BeatmapMetadata, Context, build_sequence, metadata_events
 
@@ -78,12 +79,13 @@ class WindowRules:
     lookahead_step: int | None = None  # time values from this on lie in the lookahead (all windows but the last)
     max_new_tokens: int = 512
     lookback_stops: bool = True  # a lookback time ends the window (False when the lookback holds no events)
+    min_gap: float | None = None  # steps: the shortest gap allowed between objects (osuT5.density)
 
 
 @torch.no_grad()
 def decode_window(model: Mapperatorinator, encoder_outputs: BaseModelOutput, prompts: list[list[int]], kinds: TokenKinds,
                   rules: WindowRules, sampling: SamplingConfig, generator: torch.Generator | None = None,
-                  last_time: int | None = None) -> list[int]:
+                  last_time: int | None = None, last_object: int | None = None) -> list[int]:
     """New tokens after the prompt(s), without the stop token; with two prompts (guidance) row 0 is the
     conditional one. A time in a reserved region stops the window and is dropped with its type token."""
     device = next(model.parameters()).device
@@ -98,10 +100,11 @@ def decode_window(model: Mapperatorinator, encoder_outputs: BaseModelOutput, pro
     one_token = torch.ones(len(prompts), 1, dtype=torch.bool, device=device)
     history = list(prompts[0])
     generated: list[int] = []
+    rule = Spacing(rules.min_gap, last_object) if rules.min_gap is not None else None
     while len(generated) < rules.max_new_tokens:
         logits = model.decode(ids, positions, valid, cache)
         token = next_token(logits, kinds, history, sampling, last_time, rules.lookback_steps, generator,
-                           rules.allowed, rules.lookback_stops)
+                           rules.allowed, rules.lookback_stops, rule)
         if token in rules.eos_ids:
             break
         if kinds.is_time(token):
@@ -114,6 +117,8 @@ def decode_window(model: Mapperatorinator, encoder_outputs: BaseModelOutput, pro
             last_time = value
         elif token in kinds.context_starts:  # a new context: its times start again from the window start
             last_time = None
+        if rule is not None:
+            rule.follow(history[-1], token, kinds)
         generated.append(token)
         history.append(token)
         ids = torch.full((len(prompts), 1), token, device=device)
@@ -184,10 +189,11 @@ class Generator:
 
     def generate_context(self, context: ContextType, windows: list[Window], plan: ContextPlan,
                          prefilled: list[Group] | None = None, sampling: SamplingConfig | None = None,
-                         progress: bool | None = None) -> list[Group]:
+                         progress: bool | None = None, density: DensityControl | None = None) -> list[Group]:
         """Every window in order: prompt with the earlier output, decode, keep the new groups of its region.
 
-        `prefilled` groups (a reference map before a partial remap's start) are kept and seen as lookback.
+        `prefilled` groups (a reference map before a partial remap's start) are kept and seen as lookback;
+        `density` steers the number of objects per second (the map pass).
         """
         sampling = sampling or self.sampling
         show = self.progress if progress is None else progress
@@ -195,6 +201,7 @@ class Generator:
         groups: list[Group] = sorted(prefilled or [], key=lambda g: g.time)
         eos = frozenset({EOS, self.tokenizer.context_eos.get(context.value, EOS)})
         allowed = self.kinds.allowed(self.tokenizer, context, plan.metadata.mode)
+        objects = object_times(groups) if density else []
         for w in tqdm(windows, desc=f"Generating {context.value}", disable=not show, unit="window"):
             times = [g.time for g in groups]
             known = window_slice(groups, times, w.start_ms, w.start_ms + self.window_ms)
@@ -209,16 +216,21 @@ class Generator:
                 lookahead_step=None if w.last else math.ceil((w.region_end_ms - w.start_ms) / 10),
                 max_new_tokens=min(self.max_new_tokens, self.tgt_seq_len - len(prompts[0])),
                 lookback_stops=sampling.lookback_ends_window and any(g.time < w.region_start_ms for g in known),
+                min_gap=density.min_gap_ms / TIME_STEP_MS if density else None,
             )
             last_time = max((int((g.time - w.start_ms) / 10) for g in known), default=None)
+            last_object = int((objects[-1] - w.start_ms) // TIME_STEP_MS) if objects else None
             with self._autocast(decoding=True):
                 new = decode_window(self.model, BaseModelOutput(last_hidden_state=self._encoded[w.start_sample]), prompts,
-                                    self.kinds, rules, sampling, self.generator, last_time)
+                                    self.kinds, rules, sampling, self.generator, last_time, last_object)
             self.tokens_generated += len(new)
             fresh = [g for g in events_to_groups(self.tokenizer.decode_many(new), self.tokenizer, w.start_ms)
                      if w.region_start_ms - 10 <= g.time < w.region_end_ms]
             groups += fresh
             groups.sort(key=lambda g: g.time)
+            if density:
+                objects = object_times(groups)
+                density.update(objects, w.region_end_ms)
         return sorted(groups, key=lambda g: g.time)
 
     def _prompt(self, context: ContextType, w: Window, plan: ContextPlan, meta: BeatmapMetadata, known: list[Group]) -> list[int]:

@@ -1,18 +1,21 @@
 """Logits processors for generation (reference notes §4.4), applied in this order to one row of logits:
 
-guidance → monotonic time → conditional temperature → lookback bias → top-k / top-p → choose.
+guidance → monotonic time → conditional temperature → lookback bias → spacing → top-k / top-p → choose.
 
 Each works on a 1-D tensor over the output vocabulary and returns a new one; `TokenKinds` knows
 which ids are times and which are the type tokens the rules look at.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
 
 from tokenizer.events import ANCHOR_TYPES, GROUP_TYPES, ContextType, EventType
 from tokenizer.vocabulary import EOS, Tokenizer
+
+from .density import OBJECT_TYPES
 
 T = EventType
 NEG_INF = float("-inf")
@@ -56,6 +59,7 @@ class TokenKinds:
         self.group_types = present(GROUP_TYPES)  # ids of type tokens (all of these have range size 1 or 2)
         self.group_types |= {tokenizer.event_start[T.KIAI] + 1} if T.KIAI in tokenizer.event_start else set()
         self.beat_types = present((T.BEAT, T.MEASURE, T.TIMING_POINT))
+        self.object_types = present(OBJECT_TYPES)
         self.mania_types = present((T.CIRCLE, T.HOLD_NOTE, T.HOLD_NOTE_END)) if T.COLUMN in tokenizer.event_start else set()
         self.context_starts = frozenset(tokenizer.context_sos.values())
         self.scroll_speed = (tokenizer.event_start.get(T.SCROLL_SPEED, -1), tokenizer.event_end.get(T.SCROLL_SPEED, -1))
@@ -142,6 +146,32 @@ def lookback_bias(logits: torch.Tensor, kinds: TokenKinds, history: list[int], l
     return logits
 
 
+@dataclass
+class Spacing:
+    """How far apart osuT5.density holds objects (steps of the window): a new object's time is at least
+    `min_gap` after the previous object's (`last_object`); the same time stays allowed (mania chords)."""
+    min_gap: float
+    last_object: int | None = None
+
+    def follow(self, previous: int, token: int, kinds: TokenKinds) -> None:
+        """Track the previous object as `token` is written after `previous`."""
+        if kinds.is_time(token) and previous in kinds.object_types:
+            self.last_object = kinds.time_value(token)
+
+
+def spacing(logits: torch.Tensor, kinds: TokenKinds, history: list[int], rule: Spacing | None) -> torch.Tensor:
+    """After an object's type token, rule out the times `rule` forbids; if that leaves none, none are ruled out."""
+    if rule is None or rule.last_object is None or not history or history[-1] not in kinds.object_types:
+        return logits
+    low = kinds.time_start + max(rule.last_object + 1, 0)
+    high = min(kinds.time_start + rule.last_object + math.ceil(rule.min_gap), kinds.time_end)
+    if low >= high:
+        return logits
+    spaced = logits.clone()
+    spaced[low:high] = NEG_INF
+    return spaced if torch.isfinite(spaced[kinds.time_start:kinds.time_end]).any() else logits
+
+
 def top_k_top_p(logits: torch.Tensor, top_k: int, top_p: float) -> torch.Tensor:
     """Keep the top_k best tokens (0: all), then the smallest set whose probability reaches top_p (1: all)."""
     logits = logits.clone()
@@ -166,7 +196,7 @@ def choose(logits: torch.Tensor, do_sample: bool, generator: torch.Generator | N
 
 def next_token(logits: torch.Tensor, kinds: TokenKinds, history: list[int], sampling: SamplingConfig,
                last_time: int | None, lookback_steps: int, generator: torch.Generator | None,
-               allowed: torch.Tensor | None = None, lookback_stops: bool = True) -> int:
+               allowed: torch.Tensor | None = None, lookback_stops: bool = True, rule: Spacing | None = None) -> int:
     """One token from (1 or 2, vocab) logits: all processors in upstream order (after the grammar), then sampling or argmax."""
     row = guidance(logits, sampling.cfg_scale) if logits.shape[0] == 2 else logits[0].float()
     row = grammar(row, kinds, history, allowed)
@@ -174,6 +204,7 @@ def next_token(logits: torch.Tensor, kinds: TokenKinds, history: list[int], samp
     if sampling.do_sample:
         row = conditional_temperature(row, kinds, history, sampling)
     row = lookback_bias(row, kinds, history, lookback_steps, lookback_stops)
+    row = spacing(row, kinds, history, rule)
     if sampling.do_sample:
         row = top_k_top_p(row, sampling.top_k, sampling.top_p)
     return choose(row, sampling.do_sample, generator)

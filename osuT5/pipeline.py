@@ -33,6 +33,7 @@ from osu_diffusion.objects import object_sequence
 from osu_diffusion.refine import RefineOptions, Refiner, RefinerError
 
 from .audio import DEFAULT_SAMPLE_RATE, AudioError, load_audio
+from .density import DensityControl, target_density
 from .generate import ContextPlan, Generator
 from .logits import SamplingConfig
 from .model import load_model
@@ -231,6 +232,9 @@ def _check_sampling(cfg: DictConfig) -> None:
            f"timing_source must be one of {', '.join(TIMING_SOURCES)}, not {cfg.timing_source}")
     _check(cfg.audio_timing_margin > 0, f"audio_timing_margin must be above 0, not {cfg.audio_timing_margin}")
     _check(30 <= cfg.min_bpm < cfg.max_bpm <= 1000, "min_bpm and max_bpm must be from 30 to 1000, min_bpm below max_bpm")
+    density = cfg.target_density
+    _check(density in (None, "auto") or (isinstance(density, (int, float)) and density > 0),
+           f"target_density must be auto, null (off) or objects per second above 0, not {density}")
     _check(str(cfg.precision) in PRECISIONS, f"precision must be one of {', '.join(PRECISIONS)}, not {cfg.precision}")
 
 
@@ -424,13 +428,24 @@ def _generate(request: Request, generator: Generator, tokenizer: Tokenizer, song
             plan.finished[context] = reference_groups.get(context, [])
             continue
         prefilled = [g for g in reference_groups.get(context, []) if g.time < start] if cfg.add_to_beatmap else None
-        groups = generator.generate_context(context, windows, plan, prefilled=prefilled)
+        density = _density_control(cfg, request.metadata) if context == ContextType.MAP else None
+        groups = generator.generate_context(context, windows, plan, prefilled=prefilled, density=density)
         plan.finished[context] = groups
         generated += [g for g in groups if start - 10 <= g.time <= end + 10]
     if refiner is not None:
         refine_positions(generated, refiner, redlines, request.metadata)
     return build_beatmap(generated, template, seed=request.seed, snap_overlaps=bool(cfg.snap_near_perfect_overlaps),
                          resnap=bool(cfg.resnap_events))
+
+
+def _density_control(cfg: DictConfig, meta: BeatmapMetadata) -> DensityControl | None:
+    """The map pass's density target: the given objects per second, or (auto) human maps' at the requested stars."""
+    if cfg.target_density is None or (cfg.target_density == "auto" and meta.star_rating is None):
+        return None
+    target = (target_density(meta.star_rating, tuple(cfg.density_fit[meta.mode])) if cfg.target_density == "auto"
+              else float(cfg.target_density))
+    return DensityControl(target, share=float(cfg.density_min_gap[meta.mode]), horizon_ms=float(cfg.density_horizon),
+                          gain=float(cfg.density_gain))
 
 
 def _planned_outputs(tokenizer: Tokenizer, request: Request) -> list[ContextType]:

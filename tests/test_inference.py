@@ -1,6 +1,7 @@
 """inference.py end to end with a tiny random model on synthetic audio: files, .osz, partial remaps, bad input."""
 from __future__ import annotations
 
+import math
 import subprocess
 import sys
 import zipfile
@@ -14,7 +15,8 @@ from hydra import compose, initialize_config_dir
 
 from conftest import REPO_ROOT, circle, click_track, mania_hold, mania_note, osu_text, replay_maps
 from inference import generate
-from osuT5.pipeline import InferenceError, pick_precision, run
+from osuT5.pipeline import InferenceError, _density_control, pick_precision, run
+from osuT5.sequence import BeatmapMetadata
 from postprocess.validate import validity_problems
 from tokenizer.osu_file import HOLD, parse_beatmap, read_beatmap
 
@@ -289,3 +291,19 @@ def test_a_forced_bpm_is_the_only_redline(model_dir, fast_song, human_model):
 def test_bad_timing_settings_are_one_sentence(model_dir, fast_song, overrides, words):
     with pytest.raises(InferenceError, match=words):
         run(config(model_dir, f"audio_path={fast_song}", *overrides))
+
+
+def test_the_map_pass_aims_at_the_requested_stars_density_a_given_one_or_none(model_dir):
+    mania = BeatmapMetadata(mode=3, star_rating=1.5)
+    auto = _density_control(config(model_dir), mania)
+    assert auto.target == pytest.approx(math.exp(0.770 + 0.384 * 1.5))  # configs/inference_v29.yaml: density_fit
+    assert auto.min_gap_ms == pytest.approx(600 / auto.target)  # density_min_gap: 0.6 of the mean gap for mania
+    assert _density_control(config(model_dir, "target_density=3"), mania).target == 3.0
+    assert _density_control(config(model_dir), BeatmapMetadata(mode=3)) is None  # no difficulty asked for
+    assert _density_control(config(model_dir, "target_density=null"), mania) is None
+
+
+@pytest.mark.parametrize("value", ["0", "-2", "dense"])
+def test_a_bad_target_density_is_one_sentence(model_dir, fast_song, value):
+    with pytest.raises(InferenceError, match="target_density must be auto, null"):
+        run(config(model_dir, f"audio_path={fast_song}", f"target_density={value}"))
