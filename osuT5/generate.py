@@ -79,15 +79,15 @@ class WindowRules:
     lookahead_step: int | None = None  # time values from this on lie in the lookahead (all windows but the last)
     max_new_tokens: int = 512
     lookback_stops: bool = True  # a lookback time ends the window (False when the lookback holds no events)
-    min_gap: float | None = None  # steps: the shortest gap allowed between objects (osuT5.density)
 
 
 @torch.no_grad()
 def decode_window(model: Mapperatorinator, encoder_outputs: BaseModelOutput, prompts: list[list[int]], kinds: TokenKinds,
                   rules: WindowRules, sampling: SamplingConfig, generator: torch.Generator | None = None,
-                  last_time: int | None = None, last_object: int | None = None) -> list[int]:
+                  last_time: int | None = None, rule: Spacing | None = None) -> list[int]:
     """New tokens after the prompt(s), without the stop token; with two prompts (guidance) row 0 is the
-    conditional one. A time in a reserved region stops the window and is dropped with its type token."""
+    conditional one. A time in a reserved region stops the window and is dropped with its type token.
+    `rule` (osuT5.density) holds objects apart and follows the groups as they are written."""
     device = next(model.parameters()).device
     width = max(len(p) for p in prompts)
     ids = torch.tensor([[PAD] * (width - len(p)) + p for p in prompts], device=device)
@@ -100,7 +100,6 @@ def decode_window(model: Mapperatorinator, encoder_outputs: BaseModelOutput, pro
     one_token = torch.ones(len(prompts), 1, dtype=torch.bool, device=device)
     history = list(prompts[0])
     generated: list[int] = []
-    rule = Spacing(rules.min_gap, last_object) if rules.min_gap is not None else None
     while len(generated) < rules.max_new_tokens:
         logits = model.decode(ids, positions, valid, cache)
         token = next_token(logits, kinds, history, sampling, last_time, rules.lookback_steps, generator,
@@ -216,13 +215,12 @@ class Generator:
                 lookahead_step=None if w.last else math.ceil((w.region_end_ms - w.start_ms) / 10),
                 max_new_tokens=min(self.max_new_tokens, self.tgt_seq_len - len(prompts[0])),
                 lookback_stops=sampling.lookback_ends_window and any(g.time < w.region_start_ms for g in known),
-                min_gap=density.min_gap_ms / TIME_STEP_MS if density else None,
             )
             last_time = max((int((g.time - w.start_ms) / 10) for g in known), default=None)
-            last_object = int((objects[-1] - w.start_ms) // TIME_STEP_MS) if objects else None
+            rule = self._spacing(density, objects, known, last_time, w) if density else None
             with self._autocast(decoding=True):
                 new = decode_window(self.model, BaseModelOutput(last_hidden_state=self._encoded[w.start_sample]), prompts,
-                                    self.kinds, rules, sampling, self.generator, last_time, last_object)
+                                    self.kinds, rules, sampling, self.generator, last_time, rule)
             self.tokens_generated += len(new)
             fresh = [g for g in events_to_groups(self.tokenizer.decode_many(new), self.tokenizer, w.start_ms)
                      if w.region_start_ms - 10 <= g.time < w.region_end_ms]
@@ -232,6 +230,15 @@ class Generator:
                 objects = object_times(groups)
                 density.update(objects, w.region_end_ms)
         return sorted(groups, key=lambda g: g.time)
+
+    @staticmethod
+    def _spacing(density: DensityControl, objects: list[float], known: list[Group], last_time: int | None, w: Window) -> Spacing:
+        """The density rule for window `w`, starting from the objects and groups written before it."""
+        positioned = [g for g in known if g.x is not None]
+        return Spacing(min_gap=density.min_gap_ms / TIME_STEP_MS, max_velocity=density.max_velocity,
+                       last_object=int((objects[-1] - w.start_ms) // TIME_STEP_MS) if objects else None,
+                       group_time=last_time, previous_group_time=last_time,
+                       position=(positioned[-1].x, positioned[-1].y) if positioned else None)
 
     def _prompt(self, context: ContextType, w: Window, plan: ContextPlan, meta: BeatmapMetadata, known: list[Group]) -> list[int]:
         in_contexts, metadata, out_contexts = prompt_parts(self.tokenizer, plan, meta, w.start_ms, w.start_ms + self.window_ms)

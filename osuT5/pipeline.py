@@ -428,7 +428,7 @@ def _generate(request: Request, generator: Generator, tokenizer: Tokenizer, song
             plan.finished[context] = reference_groups.get(context, [])
             continue
         prefilled = [g for g in reference_groups.get(context, []) if g.time < start] if cfg.add_to_beatmap else None
-        density = _density_control(cfg, request.metadata) if context == ContextType.MAP else None
+        density = _density_control(cfg, request.metadata, Timing(redlines).median_beat_length(song_ms)) if context == ContextType.MAP else None
         groups = generator.generate_context(context, windows, plan, prefilled=prefilled, density=density)
         plan.finished[context] = groups
         generated += [g for g in groups if start - 10 <= g.time <= end + 10]
@@ -438,14 +438,17 @@ def _generate(request: Request, generator: Generator, tokenizer: Tokenizer, song
                          resnap=bool(cfg.resnap_events))
 
 
-def _density_control(cfg: DictConfig, meta: BeatmapMetadata) -> DensityControl | None:
+def _density_control(cfg: DictConfig, meta: BeatmapMetadata, beat_ms: float | None = None) -> DensityControl | None:
     """The map pass's density target: the given objects per second, or (auto) human maps' at the requested stars."""
     if cfg.target_density is None or (cfg.target_density == "auto" and meta.star_rating is None):
         return None
     target = (target_density(meta.star_rating, tuple(cfg.density_fit[meta.mode])) if cfg.target_density == "auto"
               else float(cfg.target_density))
+    velocity = (cfg.jump_ratio * target_density(meta.star_rating, tuple(cfg.jump_fit))
+                if meta.mode == 0 and cfg.jump_ratio is not None and meta.star_rating is not None else None)
     return DensityControl(target, share=float(cfg.density_min_gap[meta.mode]), horizon_ms=float(cfg.density_horizon),
-                          gain=float(cfg.density_gain))
+                          gain=float(cfg.density_gain), tolerance=float(cfg.density_tolerance[meta.mode]),
+                          max_velocity=velocity, beat_ms=beat_ms)
 
 
 def _planned_outputs(tokenizer: Tokenizer, request: Request) -> list[ContextType]:

@@ -43,6 +43,13 @@ def test_the_minimum_gap_starts_at_its_share_of_the_mean_gap_and_follows_the_den
     assert sparse.min_gap_ms < 250.0
 
 
+def test_with_a_beat_the_gap_is_the_longest_snap_division_that_fits_less_the_slack():
+    control = DensityControl(target=2.0, share=0.5, beat_ms=400.0)  # 250 ms: 1/2 beat (200) fits, 1/1 does not
+    assert control.min_gap_ms == pytest.approx(200.0 - 15.0)
+    assert DensityControl(target=0.5, share=0.5, beat_ms=400.0).min_gap_ms == pytest.approx(800.0 - 15.0)  # 1000: 2 beats
+    assert DensityControl(target=100.0, share=0.5, beat_ms=400.0).min_gap_ms == pytest.approx(5.0)  # under 1/8 beat: as is
+
+
 def test_the_gap_stays_within_its_bounds_and_waits_for_the_first_object():
     control = DensityControl(target=2.0, share=0.5)
     control.update([], 30000.0)
@@ -53,6 +60,14 @@ def test_the_gap_stays_within_its_bounds_and_waits_for_the_first_object():
     for _ in range(400):
         control.update([0.0], 8000.0)
     assert control.min_gap_ms == pytest.approx(250.0 / 4)
+
+
+def test_density_errors_within_the_tolerance_are_left_alone():
+    control = DensityControl(target=2.0, share=0.5, tolerance=0.3)
+    control.update([k * 400.0 for k in range(20)], 8000.0)  # 2.5 objects/s: ln(20.5 / 16.5) = 0.22 < 0.3
+    assert control.log_scale == 0.0
+    control.update([k * 250.0 for k in range(32)], 8000.0)  # 4 objects/s: ln(32.5 / 16.5) = 0.68
+    assert control.log_scale == pytest.approx(0.1 * (math.log(32.5 / 16.5) - 0.3))
 
 
 def test_a_silent_intro_does_not_count_as_a_sparse_map():
@@ -88,8 +103,29 @@ def test_the_decode_loop_holds_objects_apart_from_the_prompt_and_from_each_other
     enc = tokenizer.encode
     circle, time = enc(Event(T.CIRCLE)), lambda v: enc(Event(T.TIME_SHIFT, v))
     script = [[circle], [time(105), time(140)], [circle], [time(150), time(170)], [EOS]]
-    rules = WindowRules(frozenset({EOS}), max_new_tokens=20, min_gap=30)
+    rules = WindowRules(frozenset({EOS}), max_new_tokens=20)
     states = BaseModelOutput(last_hidden_state=torch.zeros(1, 4, 8))
     new = decode_window(Scripted(tokenizer.vocab_size_out, script), states, [[5]], TokenKinds(tokenizer), rules,
-                        SamplingConfig(do_sample=False), None, last_time=100, last_object=100)
+                        SamplingConfig(do_sample=False), None, last_time=100, rule=Spacing(min_gap=30, last_object=100))
     assert new == [circle, time(140), circle, time(170)]
+
+
+def test_an_osu_jump_is_held_to_the_speed_times_its_time_in_distance_and_position(tokenizer):
+    kinds = TokenKinds(tokenizer)
+    enc = tokenizer.encode
+    circle = enc(Event(T.CIRCLE))
+    rule = Spacing(max_velocity=0.5)  # px per ms
+    rule.follow(5, enc(Event(T.POS, 0)), kinds)  # a group at the top-left cell...
+    start = tokenizer.position_events(256, 192)[0]
+    rule.follow(circle, enc(Event(T.TIME_SHIFT, 100)), kinds)  # ...at 1000 ms, then the centre one
+    rule.follow(5, enc(start), kinds)
+    rule.follow(5, circle, kinds)  # the next circle, 400 ms later: at most 200 px away
+    rule.follow(circle, enc(Event(T.TIME_SHIFT, 140)), kinds)
+    logits = spacing(torch.zeros(tokenizer.vocab_size_out), kinds, [enc(Event(T.TIME_SHIFT, 140))], rule)
+    distances = logits[kinds.distance_start:kinds.distance_end]
+    assert bool(torch.isfinite(distances[:201]).all()) and bool(torch.isinf(distances[201:]).all())
+    cells = logits[kinds.pos_start:kinds.pos_end]
+    reach = torch.linalg.vector_norm(kinds.cells - torch.tensor(rule.previous_position), dim=1)  # from the centre cell
+    assert bool(torch.isfinite(cells[reach <= 200]).all()) and bool(torch.isinf(cells[reach > 223]).all())
+    mania = Spacing(max_velocity=0.5, group_time=140, previous_group_time=100, group_type=enc(Event(T.HOLD_NOTE)))
+    assert torch.equal(spacing(torch.zeros(tokenizer.vocab_size_out), kinds, [5], mania), torch.zeros(tokenizer.vocab_size_out))
