@@ -9,11 +9,6 @@ division of the song's beat (a gap in ms would push objects off the grid). It st
 1 / target and, after each window, grows while the recent density is above the target and shrinks
 while it is below, by more than human maps of that star rating stray from the fit (its residual).
 The model still chooses every time; it is thinned, never made to invent objects.
-
-osu! star ratings also rise with jump width: human maps' median jump speed (px from the previous
-object's end per ms between them) follows stars as closely (corr 0.86), and the model jumped 2-3x
-wider than 1-3* maps do. A circle's or slider head's distance and position are held to `jump_ratio`
-times that speed (osuT5.logits.spacing).
 """
 from __future__ import annotations
 
@@ -30,8 +25,8 @@ SNAP_FRACTIONS = (2, 1, 1 / 2, 1 / 3, 1 / 4, 1 / 6, 1 / 8)  # of a beat: the rhy
 SNAP_SLACK_MS = 15.0  # generated times are 10 ms steps that resnapping moves onto the ticks
 
 
-def target_density(stars: float, fit: tuple[float, float]) -> float:
-    """Objects per second that human maps of this star rating have: exp(a + b * stars)."""
+def from_stars(stars: float, fit: tuple[float, float]) -> float:
+    """What human maps of this star rating have (objects/s, jump px/ms), from a log-linear fit: exp(a + b * stars)."""
     a, b = fit
     return math.exp(a + b * stars)
 
@@ -45,7 +40,6 @@ class DensityControl:
     gain: float = 0.1  # change of the log gap scale per window for a density e times the target
     tolerance: float = 0.0  # log density error left alone: how far human maps stray from the fit
     max_scale: float = 4.0  # the gap stays within [1/4, 4] x its start
-    max_velocity: float | None = None  # px/ms: osu! jumps are held to this distance per ms of their time
     beat_ms: float | None = None  # the song's main beat: the gap is cut to whole snap divisions of it
     log_scale: float = 0.0
 

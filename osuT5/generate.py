@@ -217,7 +217,10 @@ class Generator:
                 lookback_stops=sampling.lookback_ends_window and any(g.time < w.region_start_ms for g in known),
             )
             last_time = max((int((g.time - w.start_ms) / 10) for g in known), default=None)
-            rule = self._spacing(density, objects, known, last_time, w) if density else None
+            rule = None
+            if density:
+                last_object = int((objects[-1] - w.start_ms) // TIME_STEP_MS) if objects else None
+                rule = Spacing(density.min_gap_ms / TIME_STEP_MS, last_object)
             with self._autocast(decoding=True):
                 new = decode_window(self.model, BaseModelOutput(last_hidden_state=self._encoded[w.start_sample]), prompts,
                                     self.kinds, rules, sampling, self.generator, last_time, rule)
@@ -230,15 +233,6 @@ class Generator:
                 objects = object_times(groups)
                 density.update(objects, w.region_end_ms)
         return sorted(groups, key=lambda g: g.time)
-
-    @staticmethod
-    def _spacing(density: DensityControl, objects: list[float], known: list[Group], last_time: int | None, w: Window) -> Spacing:
-        """The density rule for window `w`, starting from the objects and groups written before it."""
-        positioned = [g for g in known if g.x is not None]
-        return Spacing(min_gap=density.min_gap_ms / TIME_STEP_MS, max_velocity=density.max_velocity,
-                       last_object=int((objects[-1] - w.start_ms) // TIME_STEP_MS) if objects else None,
-                       group_time=last_time, previous_group_time=last_time,
-                       position=(positioned[-1].x, positioned[-1].y) if positioned else None)
 
     def _prompt(self, context: ContextType, w: Window, plan: ContextPlan, meta: BeatmapMetadata, known: list[Group]) -> list[int]:
         in_contexts, metadata, out_contexts = prompt_parts(self.tokenizer, plan, meta, w.start_ms, w.start_ms + self.window_ms)

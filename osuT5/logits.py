@@ -12,7 +12,6 @@ from dataclasses import dataclass
 
 import torch
 
-from tokenizer.decode import TIME_STEP_MS
 from tokenizer.events import ANCHOR_TYPES, GROUP_TYPES, ContextType, EventType
 from tokenizer.vocabulary import EOS, Tokenizer
 
@@ -20,7 +19,6 @@ from .density import OBJECT_TYPES
 
 T = EventType
 NEG_INF = float("-inf")
-CELL_SLACK = 23.0  # px: half a 32-px position cell's diagonal
 POSITIONS = (T.DISTANCE, T.POS, T.POS_X, T.POS_Y, T.POS_REFINE)
 # The event types each output context (and, for the map, each mode) can hold: the v29 grammar.
 CONTEXT_TYPES = {
@@ -62,12 +60,6 @@ class TokenKinds:
         self.group_types |= {tokenizer.event_start[T.KIAI] + 1} if T.KIAI in tokenizer.event_start else set()
         self.beat_types = present((T.BEAT, T.MEASURE, T.TIMING_POINT))
         self.object_types = present(OBJECT_TYPES)
-        self.jump_types = present((T.CIRCLE, T.SLIDER_HEAD)) if T.DISTANCE in tokenizer.event_start else set()
-        self.distance_start = tokenizer.event_start.get(T.DISTANCE, -1)
-        self.distance_end = tokenizer.event_end.get(T.DISTANCE, -1)
-        self.pos_start = tokenizer.event_start.get(T.POS, -1)
-        self.pos_end = tokenizer.event_end.get(T.POS, -1)
-        self.cells = torch.tensor([tokenizer.cell_position(v) for v in range(self.pos_end - self.pos_start)]).reshape(-1, 2)
         self.mania_types = present((T.CIRCLE, T.HOLD_NOTE, T.HOLD_NOTE_END)) if T.COLUMN in tokenizer.event_start else set()
         self.context_starts = frozenset(tokenizer.context_sos.values())
         self.scroll_speed = (tokenizer.event_start.get(T.SCROLL_SPEED, -1), tokenizer.event_end.get(T.SCROLL_SPEED, -1))
@@ -156,59 +148,28 @@ def lookback_bias(logits: torch.Tensor, kinds: TokenKinds, history: list[int], l
 
 @dataclass
 class Spacing:
-    """How far apart osuT5.density holds objects, and where the last ones are (times in steps of the window).
-
-    `min_gap`: a new object's time is at least this many steps after the previous object's; the
-    same time stays allowed (mania chords). `max_velocity`: an osu! circle's or slider head's DISTANCE
-    and POS are at most this many px per ms of its time after the previous group away from that group.
-    """
-    min_gap: float | None = None
-    max_velocity: float | None = None
-    last_object: int | None = None  # time of the previous object's start
-    group_time: int | None = None  # time of the group being written
-    previous_group_time: int | None = None
-    group_type: int | None = None  # type token of the group being written
-    position: tuple[float, float] | None = None  # of the last group that had one
-    previous_position: tuple[float, float] | None = None  # of the last group before the one being written
-    placed: bool = True  # the group being written has its position
+    """How far apart osuT5.density holds objects (steps of the window): a new object's time is at least
+    `min_gap` after the previous object's (`last_object`); the same time stays allowed (mania chords)."""
+    min_gap: float
+    last_object: int | None = None
 
     def follow(self, previous: int, token: int, kinds: TokenKinds) -> None:
-        """Track the groups as `token` is written after `previous`."""
-        if token in kinds.group_types:
-            self.group_type, self.previous_position, self.placed = token, self.position, False
-        elif kinds.is_time(token) and previous in kinds.group_types:
-            value = kinds.time_value(token)
-            self.previous_group_time, self.group_time = self.group_time, value
-            if previous in kinds.object_types:
-                self.last_object = value
-        elif kinds.pos_start <= token < kinds.pos_end:
-            x, y = kinds.cells[token - kinds.pos_start].tolist()
-            self.position, self.placed = (x, y), True
+        """Track the previous object as `token` is written after `previous`."""
+        if kinds.is_time(token) and previous in kinds.object_types:
+            self.last_object = kinds.time_value(token)
 
 
 def spacing(logits: torch.Tensor, kinds: TokenKinds, history: list[int], rule: Spacing | None) -> torch.Tensor:
-    """Rule out the object times and osu! jumps `rule` forbids; a ban that would leave none of its kind is skipped."""
-    if rule is None or not history:
+    """After an object's type token, rule out the times `rule` forbids; if that leaves none, none are ruled out."""
+    if rule is None or rule.last_object is None or not history or history[-1] not in kinds.object_types:
         return logits
-    bans = []  # (ids to rule out, the ids of their kind)
-    if rule.min_gap is not None and rule.last_object is not None and history[-1] in kinds.object_types:
-        low = kinds.time_start + max(rule.last_object + 1, 0)
-        high = min(kinds.time_start + rule.last_object + math.ceil(rule.min_gap), kinds.time_end)
-        bans.append((slice(low, max(low, high)), slice(kinds.time_start, kinds.time_end)))
-    if (rule.max_velocity is not None and not rule.placed and rule.group_type in kinds.jump_types
-            and rule.previous_group_time is not None and rule.group_time is not None):
-        reach = rule.max_velocity * (rule.group_time - rule.previous_group_time) * TIME_STEP_MS
-        low = min(kinds.distance_start + math.floor(reach) + 1, kinds.distance_end)
-        bans.append((slice(low, kinds.distance_end), slice(kinds.distance_start, kinds.distance_end)))
-        if rule.previous_position is not None and kinds.pos_start < kinds.pos_end:
-            far = torch.linalg.vector_norm(kinds.cells - torch.tensor(rule.previous_position), dim=1) > reach + CELL_SLACK
-            bans.append((kinds.pos_start + far.nonzero().squeeze(1), slice(kinds.pos_start, kinds.pos_end)))
-    for banned, kind in bans:
-        kept = logits.clone()
-        kept[banned] = NEG_INF
-        if torch.isfinite(kept[kind]).any():
-            logits = kept
-    return logits
+    low = kinds.time_start + max(rule.last_object + 1, 0)
+    high = min(kinds.time_start + rule.last_object + math.ceil(rule.min_gap), kinds.time_end)
+    if low >= high:
+        return logits
+    spaced = logits.clone()
+    spaced[low:high] = NEG_INF
+    return spaced if torch.isfinite(spaced[kinds.time_start:kinds.time_end]).any() else logits
 
 
 def top_k_top_p(logits: torch.Tensor, top_k: int, top_p: float) -> torch.Tensor:

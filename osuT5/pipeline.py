@@ -18,6 +18,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from postprocess.beatmap import build_beatmap
+from postprocess.difficulty import fit_star_rating
 from postprocess.merge import merge_partial
 from postprocess.package import write_osz
 from postprocess.tempo import OnsetEnvelope, beat_support, estimate_redline
@@ -33,7 +34,7 @@ from osu_diffusion.objects import object_sequence
 from osu_diffusion.refine import RefineOptions, Refiner, RefinerError
 
 from .audio import DEFAULT_SAMPLE_RATE, AudioError, load_audio
-from .density import DensityControl, target_density
+from .density import DensityControl, from_stars
 from .generate import ContextPlan, Generator
 from .logits import SamplingConfig
 from .model import load_model
@@ -377,6 +378,10 @@ def run(cfg: DictConfig) -> Result:
     generator = Generator(model, tokenizer, audio, sampling, request.seed, float(cfg.lookback), float(cfg.lookahead),
                           int(cfg.max_new_tokens), autocast=autocast, progress=bool(cfg.progress))
     beatmap = _generate(request, generator, tokenizer, song_ms, refiner)
+    if cfg.fit_stars and request.mode == 0 and request.metadata.star_rating is not None and not cfg.add_to_beatmap:
+        stars = request.metadata.star_rating
+        beatmap = fit_star_rating(beatmap, stars, float(cfg.star_tolerance), from_stars(stars, tuple(cfg.jump_fit)),
+                                  float(cfg.fit_max_removed))
     if cfg.add_to_beatmap:
         beatmap = merge_partial(request.reference, beatmap, *_range(cfg, song_ms))
     if not beatmap.hit_objects:
@@ -442,13 +447,11 @@ def _density_control(cfg: DictConfig, meta: BeatmapMetadata, beat_ms: float | No
     """The map pass's density target: the given objects per second, or (auto) human maps' at the requested stars."""
     if cfg.target_density is None or (cfg.target_density == "auto" and meta.star_rating is None):
         return None
-    target = (target_density(meta.star_rating, tuple(cfg.density_fit[meta.mode])) if cfg.target_density == "auto"
+    target = (from_stars(meta.star_rating, tuple(cfg.density_fit[meta.mode])) if cfg.target_density == "auto"
               else float(cfg.target_density))
-    velocity = (cfg.jump_ratio * target_density(meta.star_rating, tuple(cfg.jump_fit))
-                if meta.mode == 0 and cfg.jump_ratio is not None and meta.star_rating is not None else None)
     return DensityControl(target, share=float(cfg.density_min_gap[meta.mode]), horizon_ms=float(cfg.density_horizon),
                           gain=float(cfg.density_gain), tolerance=float(cfg.density_tolerance[meta.mode]),
-                          max_velocity=velocity, beat_ms=beat_ms)
+                          beat_ms=beat_ms)
 
 
 def _planned_outputs(tokenizer: Tokenizer, request: Request) -> list[ContextType]:

@@ -9,7 +9,7 @@ import torch
 from omegaconf import OmegaConf
 from transformers.modeling_outputs import BaseModelOutput
 
-from osuT5.density import DensityControl, object_times, target_density
+from osuT5.density import DensityControl, from_stars, object_times
 from osuT5.generate import WindowRules, decode_window
 from osuT5.logits import SamplingConfig, Spacing, TokenKinds, spacing
 from tokenizer.events import Event, EventType, Group
@@ -28,7 +28,7 @@ FITS = OmegaConf.load(Path(__file__).parents[1] / "configs" / "inference_v29.yam
     (3, 4.5, 10.0, 16.0),
 ])
 def test_the_target_is_the_density_of_human_maps_at_that_star_rating(mode, stars, low, high):
-    assert low <= target_density(stars, tuple(FITS[mode])) <= high
+    assert low <= from_stars(stars, tuple(FITS[mode])) <= high
 
 
 def test_the_minimum_gap_starts_at_its_share_of_the_mean_gap_and_follows_the_density():
@@ -108,24 +108,3 @@ def test_the_decode_loop_holds_objects_apart_from_the_prompt_and_from_each_other
     new = decode_window(Scripted(tokenizer.vocab_size_out, script), states, [[5]], TokenKinds(tokenizer), rules,
                         SamplingConfig(do_sample=False), None, last_time=100, rule=Spacing(min_gap=30, last_object=100))
     assert new == [circle, time(140), circle, time(170)]
-
-
-def test_an_osu_jump_is_held_to_the_speed_times_its_time_in_distance_and_position(tokenizer):
-    kinds = TokenKinds(tokenizer)
-    enc = tokenizer.encode
-    circle = enc(Event(T.CIRCLE))
-    rule = Spacing(max_velocity=0.5)  # px per ms
-    rule.follow(5, enc(Event(T.POS, 0)), kinds)  # a group at the top-left cell...
-    start = tokenizer.position_events(256, 192)[0]
-    rule.follow(circle, enc(Event(T.TIME_SHIFT, 100)), kinds)  # ...at 1000 ms, then the centre one
-    rule.follow(5, enc(start), kinds)
-    rule.follow(5, circle, kinds)  # the next circle, 400 ms later: at most 200 px away
-    rule.follow(circle, enc(Event(T.TIME_SHIFT, 140)), kinds)
-    logits = spacing(torch.zeros(tokenizer.vocab_size_out), kinds, [enc(Event(T.TIME_SHIFT, 140))], rule)
-    distances = logits[kinds.distance_start:kinds.distance_end]
-    assert bool(torch.isfinite(distances[:201]).all()) and bool(torch.isinf(distances[201:]).all())
-    cells = logits[kinds.pos_start:kinds.pos_end]
-    reach = torch.linalg.vector_norm(kinds.cells - torch.tensor(rule.previous_position), dim=1)  # from the centre cell
-    assert bool(torch.isfinite(cells[reach <= 200]).all()) and bool(torch.isinf(cells[reach > 223]).all())
-    mania = Spacing(max_velocity=0.5, group_time=140, previous_group_time=100, group_type=enc(Event(T.HOLD_NOTE)))
-    assert torch.equal(spacing(torch.zeros(tokenizer.vocab_size_out), kinds, [5], mania), torch.zeros(tokenizer.vocab_size_out))

@@ -307,3 +307,14 @@ def test_the_map_pass_aims_at_the_requested_stars_density_a_given_one_or_none(mo
 def test_a_bad_target_density_is_one_sentence(model_dir, fast_song, value):
     with pytest.raises(InferenceError, match="target_density must be auto, null"):
         run(config(model_dir, f"audio_path={fast_song}", f"target_density={value}"))
+
+
+def test_an_osu_map_is_fitted_to_the_requested_stars_unless_asked_not_to(model_dir, song, human_model):
+    settings = [f"audio_path={song}", "gamemode=0", "timing_source=model", "target_density=null", "difficulty=1.5"]
+    free = run(config(model_dir, *settings, "fit_stars=false"))
+    fitted = run(config(model_dir, *settings))
+    assert free.stars > 2.5 and fitted.stars <= 1.75
+    assert {o.time for o in fitted.beatmap.hit_objects} <= {o.time for o in free.beatmap.hit_objects}
+    assert validity_problems(read_beatmap(fitted.osu_path)) == []
+    mania = run(config(model_dir, f"audio_path={song}", "gamemode=3", "timing_source=model", "target_density=null", "difficulty=0.5"))
+    assert mania.stars > 0.75  # taiko, catch and mania star ratings follow density alone: not fitted

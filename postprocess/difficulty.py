@@ -1,0 +1,142 @@
+"""Bringing a generated osu! map down to the requested star rating.
+
+Density control (osuT5.density) gives a map human density, which is what taiko, catch and mania
+star ratings follow. osu! star ratings also come from spacing and sliders, which the small model
+gets wrong: its osu! maps still rated about 3* over the request. When rosu-pp rates a map more than
+`tolerance` over the request:
+
+1. jumps are shortened: each object moves along its jump from the previous object's end until the
+   jump is at most a speed limit (px/ms), lowered by bisection, but never below the median jump speed
+   of human maps at the requested stars (`floor`). Times do not change, so the rhythm stays;
+2. if that is not enough, the objects hardest to play (fastest movement in and out) are removed,
+   as few as it takes, at most `max_share` of them. Spinners and the first object stay.
+"""
+from __future__ import annotations
+
+import copy
+import math
+
+from tokenizer.check import star_rating
+from tokenizer.osu_file import SLIDER, SPINNER, Beatmap, HitObject
+
+from .validate import HEIGHT, WIDTH
+
+BISECTIONS = 10
+
+
+def removal_order(beatmap: Beatmap) -> list[int]:
+    """Indices of the removable hit objects (sorted by time), the hardest to play first: the fastest
+    movement into and out of them (px/ms; for a slider also its ball's own speed). The first object
+    and spinners are kept."""
+    objects = beatmap.hit_objects
+    ends = [_end_position(o) for o in objects]
+    speeds = []
+    for i in range(1, len(objects)):
+        o = objects[i]
+        if o.kind == SPINNER:
+            continue
+        speed = _speed(ends[i - 1], _end_time(objects[i - 1]), (o.x, o.y), o.time)
+        if i + 1 < len(objects):
+            speed += _speed(ends[i], _end_time(o), (objects[i + 1].x, objects[i + 1].y), objects[i + 1].time)
+        if o.kind == SLIDER:
+            speed += o.path().length * o.slides / max(_end_time(o) - o.time, 1.0)
+        speeds.append((-speed, i))
+    return [i for _, i in sorted(speeds)]
+
+
+def cap_jumps(beatmap: Beatmap, max_speed: float) -> Beatmap:
+    """A copy whose objects (sorted by time) each move along their jump from the previous object's end
+    until the jump is at most `max_speed` px/ms; a slider moves whole and is shifted back onto the playfield."""
+    objects = [copy.copy(o) for o in beatmap.hit_objects]
+    previous = None  # (end position, end time) of the previous object; a spinner resets it
+    for o in objects:
+        if o.kind == SPINNER:
+            previous = None
+            continue
+        if previous is not None:
+            (px, py), end_time = previous
+            reach = max_speed * max(o.time - end_time, 1.0)
+            distance = math.dist((px, py), (o.x, o.y))
+            if distance > reach:
+                scale = reach / distance
+                _move(o, px + (o.x - px) * scale - o.x, py + (o.y - py) * scale - o.y)
+        previous = (_end_position(o), _end_time(o))
+    capped = copy.copy(beatmap)
+    capped.hit_objects = objects
+    return capped
+
+
+def _move(o: HitObject, dx: float, dy: float) -> None:
+    """Move an object; a slider with its control points, then back inside the playfield if its path left it."""
+    o.x, o.y = o.x + dx, o.y + dy
+    if o.kind != SLIDER:
+        return
+    o.curve_points = [(x + dx, y + dy) for x, y in o.curve_points]
+    path = o.path().polyline
+    back_x = max(0.0, -path[:, 0].min()) - max(0.0, path[:, 0].max() - WIDTH)
+    back_y = max(0.0, -path[:, 1].min()) - max(0.0, path[:, 1].max() - HEIGHT)
+    o.x, o.y = o.x + back_x, o.y + back_y
+    o.curve_points = [(x + back_x, y + back_y) for x, y in o.curve_points]
+
+
+def _jump_speeds(beatmap: Beatmap) -> list[float]:
+    objects = [o for o in beatmap.hit_objects if o.kind != SPINNER]
+    return [_speed(_end_position(a), _end_time(a), (b.x, b.y), b.time) for a, b in zip(objects, objects[1:])]
+
+
+def _end_time(o: HitObject) -> float:
+    return o.end_time if o.end_time is not None else o.time
+
+
+def _end_position(o: HitObject) -> tuple[float, float]:
+    return o.path().position_at(1.0) if o.kind == SLIDER and o.slides % 2 else (o.x, o.y)
+
+
+def _speed(start: tuple[float, float], start_time: float, end: tuple[float, float], end_time: float) -> float:
+    return math.dist(start, end) / max(end_time - start_time, 1.0)
+
+
+def without(beatmap: Beatmap, removed: set[int]) -> Beatmap:
+    """A copy of `beatmap` without the hit objects at `removed`; a removed new combo moves to the next object."""
+    kept: list[HitObject] = []
+    carry = False
+    for i, o in enumerate(beatmap.hit_objects):
+        if i in removed:
+            carry = carry or o.new_combo
+            continue
+        if carry:
+            o = copy.copy(o)
+            o.new_combo, carry = True, False
+        kept.append(o)
+    thinned = copy.copy(beatmap)
+    thinned.hit_objects = kept
+    return thinned
+
+
+def fit_star_rating(beatmap: Beatmap, target: float, tolerance: float, floor: float, max_share: float) -> Beatmap:
+    """The map brought to at most target + tolerance stars, as far as the jump speed `floor` and
+    `max_share` allow. Stars fall (nearly) monotonically with the speed limit and with each removed
+    object, so both are found by bisection."""
+    beatmap = copy.copy(beatmap)
+    beatmap.hit_objects = sorted(beatmap.hit_objects, key=lambda o: o.time)
+    goal = target + tolerance
+    if not beatmap.hit_objects or star_rating(beatmap) <= goal:
+        return beatmap
+    fast, slow = max(_jump_speeds(beatmap), default=floor), floor
+    if fast > slow:
+        if star_rating(capped := cap_jumps(beatmap, slow)) > goal:
+            beatmap = capped
+        else:
+            for _ in range(BISECTIONS):  # the fastest limit that still rates at most `goal`
+                middle = (fast + slow) / 2
+                fast, slow = (middle, slow) if star_rating(cap_jumps(beatmap, middle)) > goal else (fast, middle)
+            return cap_jumps(beatmap, slow)
+    order = removal_order(beatmap)
+    low, high = 0, min(len(order), int(max_share * len(beatmap.hit_objects)))
+    while low < high:  # the smallest count whose map rates at most `goal` (high if none does)
+        middle = (low + high) // 2
+        if star_rating(without(beatmap, set(order[:middle]))) <= goal:
+            high = middle
+        else:
+            low = middle + 1
+    return without(beatmap, set(order[:high]))

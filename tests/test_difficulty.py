@@ -1,0 +1,80 @@
+"""Fitting a generated osu! map to the requested star rating: shorter jumps first, then fewer objects."""
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from conftest import circle, osu_text
+from postprocess.difficulty import cap_jumps, fit_star_rating, removal_order, without
+from postprocess.validate import validity_problems
+from tokenizer.check import star_rating
+from tokenizer.osu_file import parse_beatmap
+
+BEAT = "0,300,4,2,0,60,1,0"  # 200 BPM
+
+
+def jumpy_map(count: int = 160, gap: float = 150.0):
+    """Circles every 1/2 beat at 200 BPM, jumping across the playfield: an Insane-like aim map."""
+    corners = [(40, 40), (470, 340), (470, 40), (40, 340)]
+    objects = [circle(*corners[k % 4], 1000 + k * gap, new_combo=k % 8 == 0) for k in range(count)]
+    return parse_beatmap(osu_text(0, objects, [BEAT]))
+
+
+def test_capped_jumps_keep_their_times_and_direction_and_stay_on_the_playfield():
+    beatmap = jumpy_map(8)
+    capped = cap_jumps(beatmap, 0.5)  # 75 px per 150 ms
+    assert [o.time for o in capped.hit_objects] == [o.time for o in beatmap.hit_objects]
+    for a, b in zip(capped.hit_objects, capped.hit_objects[1:]):
+        assert math.dist((a.x, a.y), (b.x, b.y)) <= 75.0 + 1e-6
+        assert 0 <= b.x <= 512 and 0 <= b.y <= 384
+    first, second = beatmap.hit_objects[:2]
+    moved = capped.hit_objects[1]
+    direction = math.atan2(second.y - first.y, second.x - first.x)
+    assert math.atan2(moved.y - first.y, moved.x - first.x) == pytest.approx(direction)
+    assert beatmap.hit_objects[1].x == 470  # the input is not changed
+
+
+def test_a_capped_slider_moves_whole_and_back_onto_the_playfield():
+    slider = "480,200,1150,2,0,L|500:200,1,20"
+    beatmap = parse_beatmap(osu_text(0, [circle(40, 200, 1000), slider], [BEAT]))
+    capped = cap_jumps(beatmap, 0.1)
+    moved = capped.hit_objects[1]
+    assert moved.curve_points[0][0] - moved.x == pytest.approx(20.0)
+    assert moved.x == pytest.approx(55.0)  # 15 px in 150 ms from the circle
+    assert validity_problems(capped) == []
+
+
+def test_the_hardest_objects_to_reach_go_first_and_the_first_object_and_spinners_stay():
+    objects = [circle(256, 192, 1000), circle(260, 192, 1300), circle(500, 192, 1400), circle(256, 192, 1700),
+               "256,192,2000,12,0,3000,0:0:0:0:"]
+    order = removal_order(parse_beatmap(osu_text(0, objects, [BEAT])))
+    assert order[0] == 2 and sorted(order) == [1, 2, 3]
+
+
+def test_a_removed_new_combo_moves_to_the_next_object():
+    beatmap = jumpy_map(9)
+    thinned = without(beatmap, {8})
+    assert len(thinned.hit_objects) == 8 and len(beatmap.hit_objects) == 9
+    kept = without(jumpy_map(10), {8})
+    assert kept.hit_objects[8].new_combo and kept.hit_objects[8].time == 1000 + 9 * 150
+
+
+def test_a_hard_map_is_fitted_to_the_request_and_an_easy_one_is_left_alone():
+    beatmap = jumpy_map()
+    assert star_rating(beatmap) > 5.0
+    fitted = fit_star_rating(beatmap, target=3.0, tolerance=0.25, floor=0.5, max_share=0.75)
+    assert star_rating(fitted) <= 3.25
+    assert {o.time for o in fitted.hit_objects} <= {o.time for o in beatmap.hit_objects}
+    assert validity_problems(fitted) == []
+    easy = fit_star_rating(beatmap, target=9.0, tolerance=0.25, floor=0.5, max_share=0.75)
+    assert [(o.x, o.y, o.time) for o in easy.hit_objects] == [(o.x, o.y, o.time) for o in beatmap.hit_objects]
+
+
+def test_objects_are_removed_only_when_shorter_jumps_are_not_enough():
+    beatmap = jumpy_map()
+    by_jumps = fit_star_rating(beatmap, target=4.5, tolerance=0.25, floor=0.05, max_share=0.75)
+    assert len(by_jumps.hit_objects) == len(beatmap.hit_objects) and star_rating(by_jumps) <= 4.75
+    by_removal = fit_star_rating(beatmap, target=1.0, tolerance=0.25, floor=2.0, max_share=0.75)
+    assert len(by_removal.hit_objects) < len(beatmap.hit_objects)
+    assert len(by_removal.hit_objects) >= len(beatmap.hit_objects) * 0.25 - 1
