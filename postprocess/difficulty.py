@@ -16,10 +16,12 @@ from __future__ import annotations
 import copy
 import math
 
+import numpy as np
+
 from tokenizer.check import star_rating
 from tokenizer.osu_file import SLIDER, SPINNER, Beatmap, HitObject
 
-from .validate import HEIGHT, WIDTH
+from .validate import HEIGHT, WIDTH, object_in_playfield
 
 BISECTIONS = 10
 
@@ -67,16 +69,23 @@ def cap_jumps(beatmap: Beatmap, max_speed: float) -> Beatmap:
 
 
 def _move(o: HitObject, dx: float, dy: float) -> None:
-    """Move an object; a slider with its control points, then back inside the playfield if its path left it."""
-    o.x, o.y = o.x + dx, o.y + dy
+    """Move an object; a slider with its control points, then back inside the playfield if it left it.
+    A slider that cannot fit there after the move stays where it was."""
     if o.kind != SLIDER:
+        o.x, o.y = o.x + dx, o.y + dy
         return
+    original = (o.x, o.y, o.curve_points)
+    _translate(o, dx, dy)
+    points = np.vstack(([(o.x, o.y)], o.curve_points, o.path().polyline)) if o.curve_points else o.path().polyline
+    _translate(o, max(0.0, -points[:, 0].min()) - max(0.0, points[:, 0].max() - WIDTH),
+               max(0.0, -points[:, 1].min()) - max(0.0, points[:, 1].max() - HEIGHT))
+    if not object_in_playfield(o):
+        o.x, o.y, o.curve_points = original
+
+
+def _translate(o: HitObject, dx: float, dy: float) -> None:
+    o.x, o.y = o.x + dx, o.y + dy
     o.curve_points = [(x + dx, y + dy) for x, y in o.curve_points]
-    path = o.path().polyline
-    back_x = max(0.0, -path[:, 0].min()) - max(0.0, path[:, 0].max() - WIDTH)
-    back_y = max(0.0, -path[:, 1].min()) - max(0.0, path[:, 1].max() - HEIGHT)
-    o.x, o.y = o.x + back_x, o.y + back_y
-    o.curve_points = [(x + back_x, y + back_y) for x, y in o.curve_points]
 
 
 def _jump_speeds(beatmap: Beatmap) -> list[float]:

@@ -45,6 +45,18 @@ def test_a_capped_slider_moves_whole_and_back_onto_the_playfield():
     assert validity_problems(capped) == []
 
 
+def test_a_capped_slider_keeps_its_control_points_on_the_playfield_or_stays_put():
+    # A bezier that bulges toward its first jump: moved 165 px down with it, its control point would
+    # end 160 px below the playfield and its curve only about 70, so the control point decides the shift.
+    bent = "256,200,1150,2,0,B|256:380|300:200,1,200"
+    capped = cap_jumps(parse_beatmap(osu_text(0, [circle(256, 380, 1000), bent], [BEAT])), 0.1)
+    assert validity_problems(capped) == []
+    assert max(y for _, y in capped.hit_objects[1].curve_points) == pytest.approx(384.0)
+    wide = "0,200,1150,2,0,L|512:200,1,512"  # as wide as the playfield: it cannot move sideways
+    beatmap = parse_beatmap(osu_text(0, [circle(400, 200, 1000), wide], [BEAT]))
+    assert cap_jumps(beatmap, 0.1).hit_objects[1].x == 0
+
+
 def test_the_hardest_objects_to_reach_go_first_and_the_first_object_and_spinners_stay():
     objects = [circle(256, 192, 1000), circle(260, 192, 1300), circle(500, 192, 1400), circle(256, 192, 1700),
                "256,192,2000,12,0,3000,0:0:0:0:"]
