@@ -84,10 +84,10 @@ class WindowRules:
 @torch.no_grad()
 def decode_window(model: Mapperatorinator, encoder_outputs: BaseModelOutput, prompts: list[list[int]], kinds: TokenKinds,
                   rules: WindowRules, sampling: SamplingConfig, generator: torch.Generator | None = None,
-                  last_time: int | None = None, rule: Spacing | None = None) -> list[int]:
+                  last_time: int | None = None, spacing_rule: Spacing | None = None) -> list[int]:
     """New tokens after the prompt(s), without the stop token; with two prompts (guidance) row 0 is the
     conditional one. A time in a reserved region stops the window and is dropped with its type token.
-    `rule` (osuT5.density) holds objects apart and follows the groups as they are written."""
+    `spacing_rule` (osuT5.density) holds objects apart; it tracks the previous object as tokens are written."""
     device = next(model.parameters()).device
     width = max(len(p) for p in prompts)
     ids = torch.tensor([[PAD] * (width - len(p)) + p for p in prompts], device=device)
@@ -103,7 +103,7 @@ def decode_window(model: Mapperatorinator, encoder_outputs: BaseModelOutput, pro
     while len(generated) < rules.max_new_tokens:
         logits = model.decode(ids, positions, valid, cache)
         token = next_token(logits, kinds, history, sampling, last_time, rules.lookback_steps, generator,
-                           rules.allowed, rules.lookback_stops, rule)
+                           rules.allowed, rules.lookback_stops, spacing_rule)
         if token in rules.eos_ids:
             break
         if kinds.is_time(token):
@@ -116,8 +116,8 @@ def decode_window(model: Mapperatorinator, encoder_outputs: BaseModelOutput, pro
             last_time = value
         elif token in kinds.context_starts:  # a new context: its times start again from the window start
             last_time = None
-        if rule is not None:
-            rule.follow(history[-1], token, kinds)
+        if spacing_rule is not None:
+            spacing_rule.follow(history[-1], token, kinds)
         generated.append(token)
         history.append(token)
         ids = torch.full((len(prompts), 1), token, device=device)
@@ -217,13 +217,13 @@ class Generator:
                 lookback_stops=sampling.lookback_ends_window and any(g.time < w.region_start_ms for g in known),
             )
             last_time = max((int((g.time - w.start_ms) / 10) for g in known), default=None)
-            rule = None
+            spacing_rule = None
             if density:
                 last_object = int((objects[-1] - w.start_ms) // TIME_STEP_MS) if objects else None
-                rule = Spacing(density.min_gap_ms / TIME_STEP_MS, last_object)
+                spacing_rule = Spacing(density.min_gap_ms / TIME_STEP_MS, last_object)
             with self._autocast(decoding=True):
                 new = decode_window(self.model, BaseModelOutput(last_hidden_state=self._encoded[w.start_sample]), prompts,
-                                    self.kinds, rules, sampling, self.generator, last_time, rule)
+                                    self.kinds, rules, sampling, self.generator, last_time, spacing_rule)
             self.tokens_generated += len(new)
             fresh = [g for g in events_to_groups(self.tokenizer.decode_many(new), self.tokenizer, w.start_ms)
                      if w.region_start_ms - 10 <= g.time < w.region_end_ms]

@@ -196,7 +196,7 @@ def choose(logits: torch.Tensor, do_sample: bool, generator: torch.Generator | N
 
 def next_token(logits: torch.Tensor, kinds: TokenKinds, history: list[int], sampling: SamplingConfig,
                last_time: int | None, lookback_steps: int, generator: torch.Generator | None,
-               allowed: torch.Tensor | None = None, lookback_stops: bool = True, rule: Spacing | None = None) -> int:
+               allowed: torch.Tensor | None = None, lookback_stops: bool = True, spacing_rule: Spacing | None = None) -> int:
     """One token from (1 or 2, vocab) logits: all processors in upstream order (after the grammar), then sampling or argmax."""
     row = guidance(logits, sampling.cfg_scale) if logits.shape[0] == 2 else logits[0].float()
     row = grammar(row, kinds, history, allowed)
@@ -204,7 +204,7 @@ def next_token(logits: torch.Tensor, kinds: TokenKinds, history: list[int], samp
     if sampling.do_sample:
         row = conditional_temperature(row, kinds, history, sampling)
     row = lookback_bias(row, kinds, history, lookback_steps, lookback_stops)
-    row = spacing(row, kinds, history, rule)
+    row = spacing(row, kinds, history, spacing_rule)
     if sampling.do_sample:
         row = top_k_top_p(row, sampling.top_k, sampling.top_p)
     return choose(row, sampling.do_sample, generator)

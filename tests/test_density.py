@@ -106,5 +106,5 @@ def test_the_decode_loop_holds_objects_apart_from_the_prompt_and_from_each_other
     rules = WindowRules(frozenset({EOS}), max_new_tokens=20)
     states = BaseModelOutput(last_hidden_state=torch.zeros(1, 4, 8))
     new = decode_window(Scripted(tokenizer.vocab_size_out, script), states, [[5]], TokenKinds(tokenizer), rules,
-                        SamplingConfig(do_sample=False), None, last_time=100, rule=Spacing(min_gap=30, last_object=100))
+                        SamplingConfig(do_sample=False), None, last_time=100, spacing_rule=Spacing(min_gap=30, last_object=100))
     assert new == [circle, time(140), circle, time(170)]

@@ -266,9 +266,9 @@ def test_generator_prefills_lookback_and_writes_each_region_once(tiny, tokenizer
     seen = []
     real = generate_module.decode_window
 
-    def spy(model, states, prompts, kinds, rules, sampling, generator=None, last_time=None, rule=None):
+    def spy(model, states, prompts, kinds, rules, sampling, generator=None, last_time=None, spacing_rule=None):
         seen.append((prompts, rules, last_time))
-        return real(model, states, prompts, kinds, rules, sampling, generator, last_time, rule)
+        return real(model, states, prompts, kinds, rules, sampling, generator, last_time, spacing_rule)
 
     monkeypatch.setattr(generate_module, "decode_window", spy)
     sampling = SamplingConfig(temperature=1.0, top_p=1.0, lookback_ends_window=ends)
