@@ -35,7 +35,7 @@ def cut(osu: Path, seconds: float, folder: Path) -> Path:
     audio = load_audio(osu.parent / beatmap.general["AudioFilename"].strip())
     soundfile.write(folder / "audio.wav", audio[:int(seconds * DEFAULT_SAMPLE_RATE)], DEFAULT_SAMPLE_RATE)
     end = seconds * 1000
-    beatmap.hit_objects = [o for o in beatmap.hit_objects if (o.end_time if o.end_time is not None else o.time) < end]
+    beatmap.hit_objects = [o for o in beatmap.hit_objects if o.finish < end]
     beatmap.general["AudioFilename"] = "audio.wav"
     path = folder / "map.osu"
     write_beatmap(beatmap, path)

@@ -230,7 +230,7 @@ class Generator:
             groups += fresh
             groups.sort(key=lambda g: g.time)
             if density:
-                objects = object_times(groups)
+                objects = sorted(objects + object_times(fresh))  # nearly in order already: a linear merge
                 density.update(objects, w.region_end_ms)
         return sorted(groups, key=lambda g: g.time)
 

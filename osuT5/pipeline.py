@@ -433,7 +433,9 @@ def _generate(request: Request, generator: Generator, tokenizer: Tokenizer, song
             plan.finished[context] = reference_groups.get(context, [])
             continue
         prefilled = [g for g in reference_groups.get(context, []) if g.time < start] if cfg.add_to_beatmap else None
-        density = _density_control(cfg, request.metadata, Timing(redlines).median_beat_length(song_ms)) if context == ContextType.MAP else None
+        density = None
+        if context == ContextType.MAP:
+            density = _density_control(cfg, request.metadata, Timing(redlines).median_beat_length(song_ms))
         groups = generator.generate_context(context, windows, plan, prefilled=prefilled, density=density)
         plan.finished[context] = groups
         generated += [g for g in groups if start - 10 <= g.time <= end + 10]

@@ -16,12 +16,10 @@ from __future__ import annotations
 import copy
 import math
 
-import numpy as np
-
 from tokenizer.check import star_rating
 from tokenizer.osu_file import SLIDER, SPINNER, Beatmap, HitObject
 
-from .validate import HEIGHT, WIDTH, object_in_playfield
+from .validate import HEIGHT, WIDTH, object_in_playfield, object_points
 
 BISECTIONS = 10
 
@@ -37,11 +35,11 @@ def removal_order(beatmap: Beatmap) -> list[int]:
         o = objects[i]
         if o.kind == SPINNER:
             continue
-        speed = _speed(ends[i - 1], _end_time(objects[i - 1]), (o.x, o.y), o.time)
+        speed = _speed(ends[i - 1], objects[i - 1].finish, (o.x, o.y), o.time)
         if i + 1 < len(objects):
-            speed += _speed(ends[i], _end_time(o), (objects[i + 1].x, objects[i + 1].y), objects[i + 1].time)
+            speed += _speed(ends[i], o.finish, (objects[i + 1].x, objects[i + 1].y), objects[i + 1].time)
         if o.kind == SLIDER:
-            speed += o.path().length * o.slides / max(_end_time(o) - o.time, 1.0)
+            speed += o.path().length * o.slides / max(o.finish - o.time, 1.0)
         speeds.append((-speed, i))
     return [i for _, i in sorted(speeds)]
 
@@ -62,7 +60,7 @@ def cap_jumps(beatmap: Beatmap, max_speed: float) -> Beatmap:
             if distance > reach:
                 scale = reach / distance
                 _move(o, px + (o.x - px) * scale - o.x, py + (o.y - py) * scale - o.y)
-        previous = (_end_position(o), _end_time(o))
+        previous = (_end_position(o), o.finish)
     capped = copy.copy(beatmap)
     capped.hit_objects = objects
     return capped
@@ -76,7 +74,7 @@ def _move(o: HitObject, dx: float, dy: float) -> None:
         return
     original = (o.x, o.y, o.curve_points)
     _translate(o, dx, dy)
-    points = np.vstack(([(o.x, o.y)], o.curve_points, o.path().polyline)) if o.curve_points else o.path().polyline
+    points = object_points(o)
     _translate(o, max(0.0, -points[:, 0].min()) - max(0.0, points[:, 0].max() - WIDTH),
                max(0.0, -points[:, 1].min()) - max(0.0, points[:, 1].max() - HEIGHT))
     if not object_in_playfield(o):
@@ -90,11 +88,7 @@ def _translate(o: HitObject, dx: float, dy: float) -> None:
 
 def _jump_speeds(beatmap: Beatmap) -> list[float]:
     objects = [o for o in beatmap.hit_objects if o.kind != SPINNER]
-    return [_speed(_end_position(a), _end_time(a), (b.x, b.y), b.time) for a, b in zip(objects, objects[1:])]
-
-
-def _end_time(o: HitObject) -> float:
-    return o.end_time if o.end_time is not None else o.time
+    return [_speed(_end_position(a), a.finish, (b.x, b.y), b.time) for a, b in zip(objects, objects[1:])]
 
 
 def _end_position(o: HitObject) -> tuple[float, float]:
@@ -133,13 +127,18 @@ def fit_star_rating(beatmap: Beatmap, target: float, tolerance: float, floor: fl
         return beatmap
     fast, slow = max(_jump_speeds(beatmap), default=floor), floor
     if fast > slow:
-        if star_rating(capped := cap_jumps(beatmap, slow)) > goal:
-            beatmap = capped
+        best = cap_jumps(beatmap, slow)
+        if star_rating(best) > goal:
+            beatmap = best
         else:
             for _ in range(BISECTIONS):  # the fastest limit that still rates at most `goal`
                 middle = (fast + slow) / 2
-                fast, slow = (middle, slow) if star_rating(cap_jumps(beatmap, middle)) > goal else (fast, middle)
-            return cap_jumps(beatmap, slow)
+                capped = cap_jumps(beatmap, middle)
+                if star_rating(capped) > goal:
+                    fast = middle
+                else:
+                    slow, best = middle, capped
+            return best
     order = removal_order(beatmap)
     low, high = 0, min(len(order), int(max_share * len(beatmap.hit_objects)))
     while low < high:  # the smallest count whose map rates at most `goal` (high if none does)

@@ -72,12 +72,15 @@ def _object_problems(beatmap: Beatmap) -> list[str]:
     return [f"{len(bad)} hit object(s) {what} (first at {bad[0].time:g} ms)." for what, bad in checks if bad]
 
 
+def object_points(o: HitObject) -> np.ndarray:
+    """The (x, y) rows that must stay on the playfield: the object, and a slider's control points and ball path."""
+    points = np.array([(o.x, o.y), *o.curve_points])
+    return np.vstack((points, o.path().polyline)) if o.kind == SLIDER else points
+
+
 def object_in_playfield(o: HitObject) -> bool:
     """Whether the object (and a slider's control points and ball path) stays on the playfield, within 1 px."""
-    points = np.array([(o.x, o.y), *o.curve_points])
-    if o.kind == SLIDER:
-        points = np.vstack((points, o.path().polyline))
-    return inside_playfield(points, TOLERANCE_PX)
+    return inside_playfield(object_points(o), TOLERANCE_PX)
 
 
 def inside_playfield(points: np.ndarray, tolerance: float = 0.0) -> bool:

@@ -10,7 +10,7 @@ import math
 from typing import Iterator
 
 from .events import ContextType, Event, EventType, Group
-from .osu_file import CIRCLE, HOLD, SLIDER, SPINNER, Beatmap, HitObject
+from .osu_file import HOLD, SLIDER, SPINNER, Beatmap, HitObject
 from .timing import Timing
 from .vocabulary import Tokenizer, TokenizerConfig
 
@@ -34,7 +34,7 @@ def beatmap_to_groups(beatmap: Beatmap, config: TokenizerConfig) -> dict[Context
 
 
 def song_end(beatmap: Beatmap) -> float:
-    return max(((o.end_time if o.end_time is not None else o.time) for o in beatmap.hit_objects), default=0.0)
+    return max((o.finish for o in beatmap.hit_objects), default=0.0)
 
 
 def groups_to_events(groups: list[Group], tokenizer: Tokenizer, window_start: float, hitsounds: bool = True) -> list[Event]:

@@ -60,8 +60,13 @@ class HitObject:
     edge_sets: list[tuple[int, int]] = field(default_factory=list)
 
     @property
+    def finish(self) -> float:
+        """When the object is over: its end time (sliders, spinners, holds), else its time."""
+        return self.end_time if self.end_time is not None else self.time
+
+    @property
     def span_duration(self) -> float:
-        return ((self.end_time or self.time) - self.time) / max(self.slides, 1)
+        return (self.finish - self.time) / max(self.slides, 1)
 
     def path(self) -> SliderPath:
         """The slider's path geometry, cut or extended to its pixel length."""
