@@ -172,26 +172,27 @@ def spacing(logits: torch.Tensor, kinds: TokenKinds, history: list[int], rule: S
     return spaced if torch.isfinite(spaced[kinds.time_start:kinds.time_end]).any() else logits
 
 
-def top_k_top_p(logits: torch.Tensor, top_k: int, top_p: float) -> torch.Tensor:
-    """Keep the top_k best tokens (0: all), then the smallest set whose probability reaches top_p (1: all)."""
-    logits = logits.clone()
-    if 0 < top_k < logits.numel():
-        threshold = torch.topk(logits, top_k).values[-1]
-        logits[logits < threshold] = NEG_INF
-    if 0 < top_p < 1:  # sorting only the tokens still possible: the grammar has usually ruled out most
-        candidates = torch.isfinite(logits).nonzero().squeeze(1)
-        ordered, order = torch.sort(logits[candidates], descending=True)
+def nucleus(logits: torch.Tensor, top_k: int, top_p: float) -> torch.Tensor:
+    """The ids still possible after top-k (0: all) and top-p (1: all), best first: the smallest set
+    whose probability reaches top_p. Works on the finite logits only; the grammar has usually ruled out most."""
+    candidates = torch.isfinite(logits).nonzero().squeeze(1)
+    ordered, order = torch.sort(logits[candidates], descending=True)
+    if 0 < top_k < len(ordered):
+        ordered, order = ordered[:top_k], order[:top_k]
+    if 0 < top_p < 1:
         probs = torch.softmax(ordered, dim=-1)
-        drop = probs.cumsum(dim=-1) - probs >= top_p  # keep the token that crosses top_p
-        logits[candidates[order[drop]]] = NEG_INF
-    return logits
+        keep = int((probs.cumsum(dim=-1) - probs < top_p).sum())  # keep the token that crosses top_p
+        order = order[:keep]
+    return candidates[order]
 
 
-def choose(logits: torch.Tensor, do_sample: bool, generator: torch.Generator | None) -> int:
-    if not do_sample:
+def choose(logits: torch.Tensor, sampling: SamplingConfig, generator: torch.Generator | None) -> int:
+    """Argmax, or a draw among the nucleus (drawing over its few ids, not the whole vocabulary)."""
+    if not sampling.do_sample:
         return int(logits.argmax())
-    probs = torch.softmax(logits.float(), dim=-1)
-    return int(torch.multinomial(probs, 1, generator=generator))
+    ids = nucleus(logits, sampling.top_k, sampling.top_p)
+    probs = torch.softmax(logits[ids], dim=-1)
+    return int(ids[torch.multinomial(probs, 1, generator=generator)])
 
 
 def next_token(logits: torch.Tensor, kinds: TokenKinds, history: list[int], sampling: SamplingConfig,
@@ -205,6 +206,4 @@ def next_token(logits: torch.Tensor, kinds: TokenKinds, history: list[int], samp
         row = conditional_temperature(row, kinds, history, sampling)
     row = lookback_bias(row, kinds, history, lookback_steps, lookback_stops)
     row = spacing(row, kinds, history, spacing_rule)
-    if sampling.do_sample:
-        row = top_k_top_p(row, sampling.top_k, sampling.top_p)
-    return choose(row, sampling.do_sample, generator)
+    return choose(row, sampling, generator)

@@ -11,8 +11,8 @@ from transformers.modeling_outputs import BaseModelOutput
 
 from osuT5 import generate as generate_module
 from osuT5.generate import ContextPlan, Generator, WindowRules, decode_window, plan_windows
-from osuT5.logits import (SamplingConfig, TokenKinds, conditional_temperature, grammar, guidance, lookback_bias,
-                          monotonic_time, next_token, top_k_top_p)
+from osuT5.logits import (NEG_INF, SamplingConfig, TokenKinds, choose, conditional_temperature, grammar, guidance,
+                          lookback_bias, monotonic_time, next_token, nucleus)
 from osuT5.model import Mapperatorinator, model_config
 from osuT5.sequence import BeatmapMetadata
 from tokenizer.events import ContextType, Event, EventType
@@ -203,11 +203,21 @@ def test_lookback_bias_moves_lookback_mass_to_time_zero_after_a_type_token(token
 
 
 def test_top_k_and_top_p_keep_the_best_tokens():
-    logits = torch.log(torch.tensor([0.5, 0.3, 0.15, 0.05]))
-    assert torch.isfinite(top_k_top_p(logits, 2, 1.0)).tolist() == [True, True, False, False]
-    assert torch.isfinite(top_k_top_p(logits, 0, 0.7)).tolist() == [True, True, False, False]
-    assert torch.isfinite(top_k_top_p(logits, 0, 0.5)).tolist() == [True, False, False, False]
-    assert torch.isfinite(top_k_top_p(logits, 0, 1.0)).all()
+    logits = torch.log(torch.tensor([0.15, 0.5, 0.05, 0.3]))
+    assert nucleus(logits, 2, 1.0).tolist() == [1, 3]
+    assert nucleus(logits, 0, 0.7).tolist() == [1, 3]
+    assert nucleus(logits, 0, 0.5).tolist() == [1]
+    assert nucleus(logits, 0, 1.0).tolist() == [1, 3, 0, 2]
+    assert nucleus(logits.masked_fill(torch.tensor([False, True, False, False]), NEG_INF), 0, 0.7).tolist() == [3, 0]
+
+
+def test_sampling_draws_only_from_the_nucleus_in_proportion():
+    logits = torch.log(torch.tensor([0.15, 0.5, 0.05, 0.3]))
+    sampling, generator = SamplingConfig(top_p=0.7), torch.Generator().manual_seed(0)
+    draws = [choose(logits, sampling, generator) for _ in range(2000)]
+    assert set(draws) == {1, 3}
+    assert draws.count(1) / len(draws) == pytest.approx(0.5 / 0.8, abs=0.04)
+    assert choose(logits, SamplingConfig(do_sample=False), generator) == 1
 
 
 def test_guidance_is_uncond_plus_scale_times_the_difference():
