@@ -27,15 +27,14 @@ import torch  # noqa: E402
 from osuT5.audio import load_audio  # noqa: E402
 from osuT5.generate import WindowRules, decode_window  # noqa: E402
 from osuT5.logits import SamplingConfig, TokenKinds  # noqa: E402
-from osuT5.model import load_model, pad_to_window  # noqa: E402
-from osuT5.pipeline import InferenceError, pick_precision, run  # noqa: E402
-from tokenizer.vocabulary import SOS  # noqa: E402
+from osuT5.model import Mapperatorinator, pad_to_window  # noqa: E402
+from osuT5.pipeline import InferenceError, load_generator, pick_precision, run  # noqa: E402
+from tokenizer.vocabulary import SOS, Tokenizer  # noqa: E402
 
 
-def sustained_decode_rate(model_path: str, audio: np.ndarray, tokens: int = 256, dtype: torch.dtype = torch.float32) -> float:
+def sustained_decode_rate(model: Mapperatorinator, tokenizer: Tokenizer, audio: np.ndarray, tokens: int = 256) -> float:
     """Tokens/s of the KV-cached decode loop when nothing stops it (batch 1): what a dense map costs per token.
     Decoding on a CPU runs without autocast, as in the pipeline, so `amp` measures as fp32."""
-    model, tokenizer = load_model(model_path, dtype=dtype)
     window = pad_to_window(torch.from_numpy(audio[:model.config.window_samples]), model.config.window_samples)
     rules = WindowRules(eos_ids=frozenset(), max_new_tokens=tokens)
     with torch.no_grad():
@@ -77,7 +76,8 @@ def main() -> None:
             print(f"run {repeat + 1}: {elapsed:.1f} s, {tokens} tokens, {tokens / elapsed:.0f} tokens/s, {outcome}", flush=True)
     torch.set_num_threads(2)
     precision = pick_precision(str(cfg.precision), torch.device("cpu"))  # what the runs above used
-    sustained = sustained_decode_rate(args.model, audio, dtype=torch.bfloat16 if precision == "bf16" else torch.float32)
+    model, tokenizer = load_generator(cfg, torch.device("cpu"), precision)
+    sustained = sustained_decode_rate(model, tokenizer, audio)
     peak_gib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
     print(f"{args.seconds:g} s of audio: median {statistics.median(seconds):.1f} s "
           f"({', '.join(f'{s:.1f}' for s in seconds)}), median {statistics.median(rates):.0f} tokens/s, "

@@ -44,7 +44,7 @@ T = EventType
 AUDIO_EXTENSIONS = (".mp3", ".ogg", ".wav", ".flac", ".opus", ".m4a", ".aac")
 IN_CONTEXTS = ("NONE", "TIMING", "KIAI", "MAP", "SV", "GD", "NO_HS")
 OUT_CONTEXTS = ("TIMING", "KIAI", "MAP", "SV")
-PRECISIONS = ("auto", "fp32", "bf16", "fp16", "amp")
+PRECISIONS = ("auto", "fp32", "bf16", "int8", "fp16", "amp")
 TIMING_SOURCES = ("auto", "model", "audio")
 SILENCE = 1e-4  # peak amplitude below which a file counts as silent (before normalisation it is all zeros)
 TAG_KEYS = ("model_path", "gamemode", "difficulty", "mapper_id", "year", "descriptors", "negative_descriptors",
@@ -306,26 +306,31 @@ def pick_device(name: str) -> torch.device:
 
 
 def pick_precision(name: str, device: torch.device) -> str:
-    """`auto`: where the hardware computes bf16 natively, bf16 autocast on a GPU and bf16 weights on a
-    CPU (small-batch decoding there is fastest with bf16 matmuls and fp32 attention, bench/RESULTS.md); else fp32."""
+    """`auto`: where the hardware computes bf16 natively, bf16 autocast on a GPU, and on a CPU bf16
+    weights with int8 copies for the decoder's one-token steps (bound there by reading the weights,
+    bench/RESULTS.md); else fp32."""
     if name != "auto":
         return name
     if device.type == "cuda":
         return "amp" if torch.cuda.is_bf16_supported() else "fp32"
     if device.type == "cpu":
         native = [getattr(torch.cpu, f"_is_{kind}_supported", lambda: False)() for kind in ("avx512_bf16", "amx_tile")]
-        return "bf16" if any(native) else "fp32"
+        return "int8" if any(native) else "fp32"
     return "fp32"
 
 
 def load_generator(cfg: DictConfig, device: torch.device, precision: str):
     """Model and tokenizer in `precision`, with one clear error for a bad model folder."""
     _check(precision != "fp16" or device.type == "cuda", "precision fp16 needs a CUDA device; use bf16 or amp on this machine")
-    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision, torch.float32)
+    _check(precision != "int8" or device.type == "cpu", "precision int8 is for CPUs; use amp or bf16 on this device")
+    dtype = {"bf16": torch.bfloat16, "int8": torch.bfloat16, "fp16": torch.float16}.get(precision, torch.float32)
     try:
-        return load_model(str(cfg.model_path), device=device, dtype=dtype)
+        model, tokenizer = load_model(str(cfg.model_path), device=device, dtype=dtype)
     except FileNotFoundError as e:
         raise InferenceError(f"model_path {cfg.model_path}: {e}; train one (osuT5/train.py) or pass model_path=FOLDER") from None
+    if precision == "int8":
+        model.quantize_decoder()
+    return model, tokenizer
 
 
 def load_refiner(cfg: DictConfig, device: torch.device, tokenizer: Tokenizer) -> Refiner:

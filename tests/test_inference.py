@@ -195,14 +195,14 @@ def test_the_command_line_reports_bad_input_without_a_traceback(tmp_path):
     assert not (REPO_ROOT / "inference.log").exists() and not (REPO_ROOT / ".hydra").exists()
 
 
-def test_auto_precision_uses_bf16_weights_only_where_the_cpu_has_native_bf16(monkeypatch):
+def test_auto_precision_uses_int8_decoding_only_where_the_cpu_has_native_bf16(monkeypatch):
     cpu = torch.device("cpu")
     assert pick_precision("fp32", cpu) == "fp32" and pick_precision("bf16", cpu) == "bf16"
     for kind in ("avx512_bf16", "amx_tile"):
         monkeypatch.setattr(torch.cpu, f"_is_{kind}_supported", lambda: False)
     assert pick_precision("auto", cpu) == "fp32"
     monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: True)
-    assert pick_precision("auto", cpu) == "bf16"
+    assert pick_precision("auto", cpu) == "int8"
 
 
 @pytest.mark.parametrize("mode", [0, 2])
