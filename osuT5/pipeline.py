@@ -383,9 +383,10 @@ def run(cfg: DictConfig) -> Result:
     generator = Generator(model, tokenizer, audio, sampling, request.seed, float(cfg.lookback), float(cfg.lookahead),
                           int(cfg.max_new_tokens), autocast=autocast, progress=bool(cfg.progress))
     beatmap = _generate(request, generator, tokenizer, song_ms, refiner)
-    if cfg.fit_stars and request.mode == 0 and request.metadata.star_rating is not None and not cfg.add_to_beatmap:
+    jump_fit = cfg.jump_fit[request.mode]
+    if cfg.fit_stars and jump_fit is not None and request.metadata.star_rating is not None and not cfg.add_to_beatmap:
         stars = request.metadata.star_rating
-        beatmap = fit_star_rating(beatmap, stars, float(cfg.star_tolerance), from_stars(stars, tuple(cfg.jump_fit)),
+        beatmap = fit_star_rating(beatmap, stars, float(cfg.star_tolerance), from_stars(stars, tuple(jump_fit)),
                                   float(cfg.fit_max_removed))
     if cfg.add_to_beatmap:
         beatmap = merge_partial(request.reference, beatmap, *_range(cfg, song_ms))

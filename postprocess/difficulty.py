@@ -1,9 +1,10 @@
-"""Bringing a generated osu! map down to the requested star rating.
+"""Bringing a generated osu! or catch map down to the requested star rating.
 
-Density control (osuT5.density) gives a map human density, which is what taiko, catch and mania
-star ratings follow. osu! star ratings also come from spacing and sliders, which the small model
-gets wrong: its osu! maps still rated about 3* over the request. When rosu-pp rates a map more than
-`tolerance` over the request:
+Density control (osuT5.density) gives a map human density, which is what taiko and mania star
+ratings follow. osu! and catch star ratings also come from movement, which the small model gets
+wrong: its osu! maps still rated about 3* over the request, and a 2* catch request once came out
+at 9.6*. Catch movement is horizontal only, so there every distance is along x. When rosu-pp rates
+a map more than `tolerance` over the request:
 
 1. jumps are shortened: each object moves along its jump from the previous object's end until the
    jump is at most a speed limit (px/ms), lowered by bisection, but never below the median jump speed
@@ -19,6 +20,8 @@ import math
 from tokenizer.check import star_rating
 from tokenizer.osu_file import SLIDER, SPINNER, Beatmap, HitObject
 
+CATCH = 2
+
 from .validate import HEIGHT, WIDTH, object_in_playfield, object_points
 
 BISECTIONS = 10
@@ -28,17 +31,17 @@ def removal_order(beatmap: Beatmap) -> list[int]:
     """Indices of the removable hit objects (sorted by time), the hardest to play first: the fastest
     movement into and out of them (px/ms; for a slider also its ball's own speed). The first object
     and spinners are kept."""
-    objects = beatmap.hit_objects
+    objects, catch = beatmap.hit_objects, beatmap.mode == CATCH
     ends = [_end_position(o) for o in objects]
     speeds = []
     for i in range(1, len(objects)):
         o = objects[i]
         if o.kind == SPINNER:
             continue
-        speed = _speed(ends[i - 1], objects[i - 1].finish, (o.x, o.y), o.time)
+        speed = _speed(ends[i - 1], objects[i - 1].finish, (o.x, o.y), o.time, catch)
         if i + 1 < len(objects):
-            speed += _speed(ends[i], o.finish, (objects[i + 1].x, objects[i + 1].y), objects[i + 1].time)
-        if o.kind == SLIDER:
+            speed += _speed(ends[i], o.finish, (objects[i + 1].x, objects[i + 1].y), objects[i + 1].time, catch)
+        if o.kind == SLIDER and not catch:
             speed += o.path().length * o.slides / max(o.finish - o.time, 1.0)
         speeds.append((-speed, i))
     return [i for _, i in sorted(speeds)]
@@ -46,8 +49,9 @@ def removal_order(beatmap: Beatmap) -> list[int]:
 
 def cap_jumps(beatmap: Beatmap, max_speed: float) -> Beatmap:
     """A copy whose objects (sorted by time) each move along their jump from the previous object's end
-    until the jump is at most `max_speed` px/ms; a slider moves whole and is shifted back onto the playfield."""
-    objects = [copy.copy(o) for o in beatmap.hit_objects]
+    until the jump is at most `max_speed` px/ms (catch: sideways only); a slider moves whole and is
+    shifted back onto the playfield."""
+    objects, catch = [copy.copy(o) for o in beatmap.hit_objects], beatmap.mode == CATCH
     previous = None  # (end position, end time) of the previous object; a spinner resets it
     for o in objects:
         if o.kind == SPINNER:
@@ -55,6 +59,8 @@ def cap_jumps(beatmap: Beatmap, max_speed: float) -> Beatmap:
             continue
         if previous is not None:
             (px, py), end_time = previous
+            if catch:
+                py = o.y
             reach = max_speed * max(o.time - end_time, 1.0)
             distance = math.dist((px, py), (o.x, o.y))
             if distance > reach:
@@ -87,16 +93,18 @@ def _translate(o: HitObject, dx: float, dy: float) -> None:
 
 
 def _jump_speeds(beatmap: Beatmap) -> list[float]:
-    objects = [o for o in beatmap.hit_objects if o.kind != SPINNER]
-    return [_speed(_end_position(a), a.finish, (b.x, b.y), b.time) for a, b in zip(objects, objects[1:])]
+    objects, catch = [o for o in beatmap.hit_objects if o.kind != SPINNER], beatmap.mode == CATCH
+    return [_speed(_end_position(a), a.finish, (b.x, b.y), b.time, catch) for a, b in zip(objects, objects[1:])]
 
 
 def _end_position(o: HitObject) -> tuple[float, float]:
     return o.path().position_at(1.0) if o.kind == SLIDER and o.slides % 2 else (o.x, o.y)
 
 
-def _speed(start: tuple[float, float], start_time: float, end: tuple[float, float], end_time: float) -> float:
-    return math.dist(start, end) / max(end_time - start_time, 1.0)
+def _speed(start: tuple[float, float], start_time: float, end: tuple[float, float], end_time: float,
+           catch: bool = False) -> float:
+    distance = abs(end[0] - start[0]) if catch else math.dist(start, end)
+    return distance / max(end_time - start_time, 1.0)
 
 
 def without(beatmap: Beatmap, removed: set[int]) -> Beatmap:

@@ -90,3 +90,23 @@ def test_objects_are_removed_only_when_shorter_jumps_are_not_enough():
     by_removal = fit_star_rating(beatmap, target=1.0, tolerance=0.25, floor=2.0, max_share=0.75)
     assert len(by_removal.hit_objects) < len(beatmap.hit_objects)
     assert len(by_removal.hit_objects) >= len(beatmap.hit_objects) * 0.25 - 1
+
+
+def catch_map(count: int = 160, gap: float = 150.0):
+    """Fruits every 1/2 beat at 200 BPM, wall to wall: a catch map of hyperdashes."""
+    objects = [circle(40 if k % 2 else 470, 100 + 20 * (k % 5), 1000 + k * gap, new_combo=k % 8 == 0) for k in range(count)]
+    return parse_beatmap(osu_text(2, objects, [BEAT]))
+
+
+def test_catch_jumps_are_capped_sideways_and_a_catch_map_is_fitted():
+    beatmap = catch_map()
+    capped = cap_jumps(beatmap, 0.5)  # 75 px sideways per 150 ms
+    for a, b, original in zip(capped.hit_objects, capped.hit_objects[1:], beatmap.hit_objects[1:]):
+        assert abs(b.x - a.x) <= 75.0 + 1e-6 and b.y == original.y  # height does not matter in catch
+    tall = [circle(256, 40, 1000), circle(256, 380, 1150), circle(450, 200, 1300), circle(400, 200, 1450)]
+    assert removal_order(parse_beatmap(osu_text(0, tall, [BEAT]))) == [1, 2, 3]
+    assert removal_order(parse_beatmap(osu_text(2, tall, [BEAT]))) == [2, 1, 3]  # catch: a drop straight down is free
+    assert star_rating(beatmap) > 6.0
+    fitted = fit_star_rating(beatmap, target=2.0, tolerance=0.25, floor=0.28, max_share=0.75)
+    assert star_rating(fitted) <= 2.25 and len(fitted.hit_objects) == len(beatmap.hit_objects)
+    assert validity_problems(fitted) == []
