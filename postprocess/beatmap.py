@@ -119,6 +119,7 @@ def _hit_objects(groups: list[Group]) -> list[list[Group]]:
     open_objects: list[list[Group]] = []
     for g in groups:
         if g.type in STARTS:
+            _unfinished_sliders_to_circles(open_objects)
             objects.append([g])
             if g.type != T.CIRCLE:
                 open_objects.append(objects[-1])
@@ -128,7 +129,17 @@ def _hit_objects(groups: list[Group]) -> list[list[Group]]:
             owner.append(g)
             if g.type in ENDS:
                 open_objects.remove(owner)
+    _unfinished_sliders_to_circles(open_objects)
     return objects
+
+
+def _unfinished_sliders_to_circles(open_objects: list[list[Group]]) -> None:
+    """A slider still open when the next object starts never got its end (the model moved on): its head
+    becomes a circle, so the onset stays, instead of taking a later slider's end across everything between."""
+    for parts in [p for p in open_objects if p[0].type == T.SLIDER_HEAD]:
+        parts[0].type = T.CIRCLE
+        del parts[1:]
+        open_objects.remove(parts)
 
 
 def _owner(g: Group, open_objects: list[list[Group]]) -> list[Group] | None:

@@ -229,6 +229,17 @@ def test_a_slider_too_long_for_the_playfield_becomes_a_circle_at_its_head():
     assert validity_problems(beatmap) == []
 
 
+def test_a_slider_whose_end_never_came_becomes_a_circle_and_does_not_take_a_later_end():
+    # The model wrote a head and a last anchor at 1000, then moved on: a later slider's end must not
+    # close it into a 9-second slider over the objects between (as 43-second ones once came out).
+    unfinished = slider(1000, 1500, (100, 200), (200, 200), sv=1.0)[:2]
+    groups = [*unfinished, note(2000, 300, 300), *slider(9000, 9500, (400, 100), (450, 100), sv=1.0)]
+    beatmap = build_beatmap(groups, template())
+    assert [(o.kind, o.time) for o in beatmap.hit_objects] == [("circle", 1000), ("circle", 2000), ("slider", 9000)]
+    assert beatmap.hit_objects[2].end_time == 9500
+    assert validity_problems(beatmap) == []
+
+
 def test_duplicate_objects_are_dropped_whole():
     groups = [note(1000, 100, 100), note(1004, 300, 300, snap=1),  # resnaps to 1000 as well
               note(2000, 50, 50), *slider(2000, 2500, (200, 200), (300, 200), sv=1.0),
