@@ -2,9 +2,9 @@
 
 Density control (osuT5.density) gives a map human density, which is what taiko and mania star
 ratings follow. osu! and catch star ratings also come from movement, which the small model gets
-wrong: its osu! maps still rated about 3* over the request, and a 2* catch request once came out
-at 9.6*. Catch movement is horizontal only, so there every distance is along x. When rosu-pp rates
-a map more than `tolerance` over the request:
+wrong: its osu! maps still rated about 3* over the request, and a 2.1* catch request came out at
+4.5*. Catch movement is horizontal only, so there every distance is along x. When rosu-pp rates a
+map more than `tolerance` over the request:
 
 1. jumps are shortened: each object moves along its jump from the previous object's end until the
    jump is at most a speed limit (px/ms), lowered by bisection, but never below the median jump speed
