@@ -448,7 +448,7 @@ def _generate(request: Request, generator: Generator, tokenizer: Tokenizer, song
     if refiner is not None:
         refine_positions(generated, refiner, redlines, request.metadata)
     return build_beatmap(generated, template, seed=request.seed, snap_overlaps=bool(cfg.snap_near_perfect_overlaps),
-                         resnap=bool(cfg.resnap_events))
+                         resnap=bool(cfg.resnap_events), exact_snaps=bool(cfg.exact_snaps))
 
 
 def _density_control(cfg: DictConfig, meta: BeatmapMetadata, beat_ms: float | None = None) -> DensityControl | None:

@@ -40,18 +40,19 @@ OVERLAP_TYPES = frozenset({T.CIRCLE, T.SLIDER_HEAD, T.RED_ANCHOR, T.LAST_ANCHOR,
 
 
 def build_beatmap(groups: list[Group], template: Beatmap, *, seed: int = 0, snap_overlaps: bool = True,
-                  resnap: bool = True) -> Beatmap:
+                  resnap: bool = True, exact_snaps: bool = True) -> Beatmap:
     """The playable beatmap for generated map (+ kiai + sv) groups, with `template`'s settings and redlines.
 
     Deterministic for a given seed; the inputs are not changed. With `resnap` off, times stay as
-    generated (for groups that are already on the timing).
+    generated (for groups that are already on the timing); `exact_snaps` off lets a group tagged
+    1/d land on any tick of the 1/d grid, coarser ones included (Timing.resnap).
     """
     template = _with_redline(template)
     timing = template.timing
     groups = sorted(copy.deepcopy(groups), key=lambda g: g.time)
     objects = _hit_objects(groups)  # paired in generated order, before snapping moves anything
     if resnap:
-        resnap_groups(groups, timing)
+        resnap_groups(groups, timing, exact=exact_snaps)
         _snap_starts(groups, timing)
     _follow_starts(objects)
     groups.sort(key=lambda g: g.time)

@@ -149,6 +149,8 @@ def test_tagged_divisor_resnaps_to_an_exact_tick_and_untagged_starts_snap():
     assert abs(times[1] - (1000 + 500 * 2 / 3)) < 2 and times[2] == 2000
     assert all(beatmap.timing.snap_divisor(t, 16, 2.0) for t in times)
     assert validity_problems(beatmap) == []
+    on_grid = build_beatmap([note(1240, snap=4), note(1000, snap=1)], template(), exact_snaps=False)
+    assert [o.time for o in on_grid.hit_objects] == [1000, 1250]  # the nearest tick of the 1/4 grid
 
 
 def test_anchors_follow_their_resnapped_head():

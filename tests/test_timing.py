@@ -87,6 +87,14 @@ def test_resnap_quarter_never_lands_on_half_tick(timing):
     assert timing.resnap(half_tick - 3, 4) == OFFSET + 120
 
 
+def test_resnap_to_the_grid_takes_the_nearest_tick_coarser_ones_included(timing):
+    half_tick = OFFSET + 240
+    assert timing.resnap(half_tick + 3, 4, exact=False) == half_tick
+    assert timing.resnap(OFFSET + 110, 4, exact=False) == OFFSET + 120
+    assert timing.resnap(OFFSET + 470, 2, exact=False) == OFFSET + 480  # a whole beat: on the 1/2 grid too
+    assert timing.resnap(OFFSET + 470, 2) == OFFSET + 240  # exact: only ticks that are 1/2 and not 1/1
+
+
 @pytest.mark.parametrize("divisor, coarser", [
     (1, ()), (2, (1,)), (3, (1,)), (4, (1, 2)), (6, (1, 2, 3)), (8, (1, 2, 4)), (12, (1, 2, 3, 4, 6)),
     (16, (1, 2, 4, 8)), (5, (1,)), (7, (1,)),

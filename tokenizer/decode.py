@@ -63,15 +63,16 @@ def events_to_groups(events: list[Event], tokenizer: Tokenizer, window_start: fl
     return groups
 
 
-def resnap_groups(groups: list[Group], timing: Timing) -> None:
-    """Move each group with a snap divisor onto its tick; anchors carry their head's time and move with it."""
+def resnap_groups(groups: list[Group], timing: Timing, exact: bool = True) -> None:
+    """Move each group with a snap divisor onto its tick (`exact`: see Timing.resnap); anchors carry
+    their head's time and move with it."""
     head_move = None  # (time before, time after) of the last slider head
     for group in groups:
         if group.type in ANCHOR_TYPES and head_move is not None and group.time == head_move[0]:
             group.time = head_move[1]
         elif group.snap:
             before = group.time
-            group.time = timing.resnap(group.time, group.snap)
+            group.time = timing.resnap(group.time, group.snap, exact=exact)
             if group.type == T.SLIDER_HEAD:
                 head_move = (before, group.time)
 

@@ -93,8 +93,9 @@ class Timing:
                 return divisor
         return 0
 
-    def resnap(self, time: float, divisor: int, margin: float = 20.0) -> float:
-        """Move `time` to the nearest tick that is exactly 1/divisor of a nearby redline.
+    def resnap(self, time: float, divisor: int, margin: float = 20.0, exact: bool = True) -> float:
+        """Move `time` to the nearest tick that is exactly 1/divisor of a nearby redline (`exact`:
+        the tag of a real map), or any tick of the 1/divisor grid, coarser ones included.
 
         Candidates come from the redline governing `time` and from the neighbouring redlines
         whose sections reach within `margin` ms, so times decoded near a redline change can
@@ -112,7 +113,7 @@ class Timing:
             end = self.redlines[j + 1].time if j + 1 < len(self.redlines) else math.inf
             if not start - margin <= time <= end + margin:
                 continue
-            for tick in _nearest_exact_ticks(redline, time, divisor):
+            for tick in _nearest_ticks(redline, time, divisor, exact):
                 if best is None or abs(tick - time) < abs(best - time):
                     best = tick
         return time if best is None else float(round(best))
@@ -141,10 +142,11 @@ class Timing:
         return max(durations, key=lambda b: (durations[b], -b))
 
 
-def _nearest_exact_ticks(redline: TimingPoint, time: float, divisor: int) -> list[float]:
-    """The ticks of `divisor` on either side of `time` that are not also ticks of a coarser excluded divisor."""
+def _nearest_ticks(redline: TimingPoint, time: float, divisor: int, exact: bool) -> list[float]:
+    """The ticks of `divisor` on either side of `time`; if `exact`, not those that are also ticks of a
+    coarser excluded divisor."""
     step = redline.clamped_beat_length / divisor
-    excluded = EXCLUDED_DIVISORS.get(divisor, (1,))
+    excluded = EXCLUDED_DIVISORS.get(divisor, (1,)) if exact else ()
     k0 = math.floor((time - redline.time) / step)
     ticks = []
     for k in range(k0 - 2, k0 + 4):
