@@ -290,7 +290,7 @@ class Int8Linear(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         rows = x.numel() // x.shape[-1]
-        if rows > self.max_rows or x.dtype != self.scales.dtype:
+        if rows > self.max_rows:
             return self.linear(x)
         out = torch._weight_int8pack_mm(x.reshape(rows, -1).contiguous(), self.weight_int8, self.scales)
         if self.linear.bias is not None:

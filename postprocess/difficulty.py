@@ -102,7 +102,7 @@ def _end_position(o: HitObject) -> tuple[float, float]:
 
 
 def _speed(start: tuple[float, float], start_time: float, end: tuple[float, float], end_time: float,
-           catch: bool = False) -> float:
+           catch: bool) -> float:
     distance = abs(end[0] - start[0]) if catch else math.dist(start, end)
     return distance / max(end_time - start_time, 1.0)
 
