@@ -10,11 +10,14 @@ from __future__ import annotations
 import bisect
 import math
 from dataclasses import dataclass, replace
+from functools import cached_property
+
 import numpy as np
 import torch
 from tqdm import tqdm
 from transformers.modeling_outputs import BaseModelOutput
 
+from postprocess.tempo import OnsetEnvelope
 from tokenizer.decode import TIME_STEP_MS, events_to_groups
 from tokenizer.encode import groups_to_events, window_slice
 from tokenizer.events import ContextType, Event, EventType, Group
@@ -23,6 +26,7 @@ from tokenizer.vocabulary import EOS, PAD, Tokenizer
 from .density import DensityControl, object_times
 from .logits import SamplingConfig, Spacing, TokenKinds, next_token
 from .model import Mapperatorinator, pad_to_window
+from .onset_prior import OnsetPrior
 from .sequence import BeatmapMetadata, Context, build_sequence, metadata_events
 
 T = EventType
@@ -84,10 +88,12 @@ class WindowRules:
 @torch.no_grad()
 def decode_window(model: Mapperatorinator, encoder_outputs: BaseModelOutput, prompts: list[list[int]], kinds: TokenKinds,
                   rules: WindowRules, sampling: SamplingConfig, generator: torch.Generator | None = None,
-                  last_time: int | None = None, spacing_rule: Spacing | None = None) -> list[int]:
+                  last_time: int | None = None, spacing_rule: Spacing | None = None,
+                  onset_bias: torch.Tensor | None = None) -> list[int]:
     """New tokens after the prompt(s), without the stop token; with two prompts (guidance) row 0 is the
     conditional one. A time in a reserved region stops the window and is dropped with its type token.
-    `spacing_rule` (osuT5.density) holds objects apart; it tracks the previous object as tokens are written."""
+    `spacing_rule` (osuT5.density) holds objects apart; it tracks the previous object as tokens are written.
+    `onset_bias` (osuT5.onset_prior) is added to the logits of every object's time."""
     device = next(model.parameters()).device
     width = max(len(p) for p in prompts)
     ids = torch.tensor([[PAD] * (width - len(p)) + p for p in prompts], device=device)
@@ -103,7 +109,7 @@ def decode_window(model: Mapperatorinator, encoder_outputs: BaseModelOutput, pro
     while len(generated) < rules.max_new_tokens:
         logits = model.decode(ids, positions, valid, cache)
         token = next_token(logits, kinds, history, sampling, last_time, rules.lookback_steps, generator,
-                           rules.allowed, rules.lookback_stops, spacing_rule)
+                           rules.allowed, rules.lookback_stops, spacing_rule, onset_bias)
         if token in rules.eos_ids:
             break
         if kinds.is_time(token):
@@ -158,6 +164,11 @@ class Generator:
         self._encoded: dict[int, torch.Tensor] = {}
         self.tokens_generated = 0
 
+    @cached_property
+    def onsets(self) -> OnsetEnvelope:
+        """The song's onset envelope: for the audio's own tempo and the map pass's onset prior."""
+        return OnsetEnvelope.of(self.audio.numpy(), self.sample_rate)
+
     def windows(self, start_ms: float | None = None, end_ms: float | None = None) -> list[Window]:
         return plan_windows(len(self.audio), self.window_samples, self.sample_rate, self.lookback, self.lookahead, start_ms, end_ms)
 
@@ -188,11 +199,12 @@ class Generator:
 
     def generate_context(self, context: ContextType, windows: list[Window], plan: ContextPlan,
                          prefilled: list[Group] | None = None, sampling: SamplingConfig | None = None,
-                         progress: bool | None = None, density: DensityControl | None = None) -> list[Group]:
+                         progress: bool | None = None, density: DensityControl | None = None,
+                         onsets: OnsetPrior | None = None) -> list[Group]:
         """Every window in order: prompt with the earlier output, decode, keep the new groups of its region.
 
         `prefilled` groups (a reference map before a partial remap's start) are kept and seen as lookback;
-        `density` steers the number of objects per second (the map pass).
+        `density` steers the number of objects per second and `onsets` their times (the map pass).
         """
         sampling = sampling or self.sampling
         show = self.progress if progress is None else progress
@@ -221,9 +233,10 @@ class Generator:
             if density:
                 last_object = int((objects[-1] - w.start_ms) // TIME_STEP_MS) if objects else None
                 spacing_rule = Spacing(density.min_gap_ms / TIME_STEP_MS, last_object)
+            bias = onsets.window_bias(w.start_ms, self.kinds.time_end - self.kinds.time_start) if onsets else None
             with self._autocast(decoding=True):
                 new = decode_window(self.model, BaseModelOutput(last_hidden_state=self._encoded[w.start_sample]), prompts,
-                                    self.kinds, rules, sampling, self.generator, last_time, spacing_rule)
+                                    self.kinds, rules, sampling, self.generator, last_time, spacing_rule, bias)
             self.tokens_generated += len(new)
             fresh = [g for g in events_to_groups(self.tokenizer.decode_many(new), self.tokenizer, w.start_ms)
                      if w.region_start_ms - 10 <= g.time < w.region_end_ms]

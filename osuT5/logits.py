@@ -1,6 +1,6 @@
 """Logits processors for generation (reference notes §4.4), applied in this order to one row of logits:
 
-guidance → monotonic time → conditional temperature → lookback bias → spacing → top-k / top-p → choose.
+guidance → monotonic time → conditional temperature → lookback bias → spacing → onset prior → top-k / top-p → choose.
 
 Each works on a 1-D tensor over the output vocabulary and returns a new one; `TokenKinds` knows
 which ids are times and which are the type tokens the rules look at.
@@ -172,6 +172,16 @@ def spacing(logits: torch.Tensor, kinds: TokenKinds, history: list[int], rule: S
     return spaced if torch.isfinite(spaced[kinds.time_start:kinds.time_end]).any() else logits
 
 
+def onset_prior(logits: torch.Tensor, kinds: TokenKinds, history: list[int], bias: torch.Tensor | None) -> torch.Tensor:
+    """After an object's type token, add `bias` (osuT5.onset_prior: one value per time step of the
+    window) to the logits of its time."""
+    if bias is None or not history or history[-1] not in kinds.object_types:
+        return logits
+    out = logits.clone()
+    out[kinds.time_start:kinds.time_start + len(bias)] += bias
+    return out
+
+
 def nucleus(logits: torch.Tensor, top_k: int, top_p: float) -> torch.Tensor:
     """The ids still possible after top-k (0: all) and top-p (1: all), best first: the smallest set
     whose probability reaches top_p. Works on the finite logits only; the grammar has usually ruled out most."""
@@ -197,7 +207,8 @@ def choose(logits: torch.Tensor, sampling: SamplingConfig, generator: torch.Gene
 
 def next_token(logits: torch.Tensor, kinds: TokenKinds, history: list[int], sampling: SamplingConfig,
                last_time: int | None, lookback_steps: int, generator: torch.Generator | None,
-               allowed: torch.Tensor | None = None, lookback_stops: bool = True, spacing_rule: Spacing | None = None) -> int:
+               allowed: torch.Tensor | None = None, lookback_stops: bool = True, spacing_rule: Spacing | None = None,
+               onset_bias: torch.Tensor | None = None) -> int:
     """One token from (1 or 2, vocab) logits: all processors in upstream order (after the grammar), then sampling or argmax."""
     row = guidance(logits, sampling.cfg_scale) if logits.shape[0] == 2 else logits[0].float()
     row = grammar(row, kinds, history, allowed)
@@ -206,4 +217,5 @@ def next_token(logits: torch.Tensor, kinds: TokenKinds, history: list[int], samp
         row = conditional_temperature(row, kinds, history, sampling)
     row = lookback_bias(row, kinds, history, lookback_steps, lookback_stops)
     row = spacing(row, kinds, history, spacing_rule)
+    row = onset_prior(row, kinds, history, onset_bias)
     return choose(row, sampling, generator)

@@ -21,7 +21,7 @@ from postprocess.beatmap import build_beatmap
 from postprocess.difficulty import fit_star_rating
 from postprocess.merge import merge_partial
 from postprocess.package import write_osz
-from postprocess.tempo import OnsetEnvelope, beat_support, estimate_redline
+from postprocess.tempo import beat_support, estimate_redline
 from postprocess.timing import DEFAULT_BEAT_LENGTH, consensus_markers, markers_to_timing_points
 from tokenizer.check import star_rating
 from tokenizer.encode import beatmap_to_groups, hold_note_ratio, is_hitsounded, scroll_speed_ratio, timing_groups
@@ -38,6 +38,7 @@ from .density import DensityControl, from_stars
 from .generate import ContextPlan, Generator
 from .logits import SamplingConfig
 from .model import load_model
+from .onset_prior import OnsetPrior
 from .sequence import BeatmapMetadata
 
 T = EventType
@@ -236,6 +237,9 @@ def _check_sampling(cfg: DictConfig) -> None:
     density = cfg.target_density
     _check(density in (None, "auto") or (isinstance(density, (int, float)) and density > 0),
            f"target_density must be auto, null (off) or objects per second above 0, not {density}")
+    weights = _onset_weights(cfg.onset_prior)
+    _check(len(weights) == 4 and all(isinstance(w, (int, float)) and not isinstance(w, bool) and w >= 0 for w in weights),
+           f"onset_prior must be a weight of 0 (off) or more, or one per mode 0-3, not {cfg.onset_prior}")
     _check(str(cfg.precision) in PRECISIONS, f"precision must be one of {', '.join(PRECISIONS)}, not {cfg.precision}")
 
 
@@ -439,16 +443,23 @@ def _generate(request: Request, generator: Generator, tokenizer: Tokenizer, song
             plan.finished[context] = reference_groups.get(context, [])
             continue
         prefilled = [g for g in reference_groups.get(context, []) if g.time < start] if cfg.add_to_beatmap else None
-        density = None
+        density = onsets = None
         if context == ContextType.MAP:
             density = _density_control(cfg, request.metadata, Timing(redlines).median_beat_length(song_ms))
-        groups = generator.generate_context(context, windows, plan, prefilled=prefilled, density=density)
+            weight = float(_onset_weights(cfg.onset_prior)[request.mode])
+            onsets = OnsetPrior.of(generator.onsets, weight) if weight > 0 else None
+        groups = generator.generate_context(context, windows, plan, prefilled=prefilled, density=density, onsets=onsets)
         plan.finished[context] = groups
         generated += [g for g in groups if start - 10 <= g.time <= end + 10]
     if refiner is not None:
         refine_positions(generated, refiner, redlines, request.metadata)
     return build_beatmap(generated, template, seed=request.seed, snap_overlaps=bool(cfg.snap_near_perfect_overlaps),
                          resnap=bool(cfg.resnap_events), exact_snaps=bool(cfg.exact_snaps))
+
+
+def _onset_weights(prior) -> list:
+    """`onset_prior` as one weight per mode 0-3 (a single weight applies to every mode)."""
+    return list(prior) if OmegaConf.is_list(prior) or isinstance(prior, (list, tuple)) else [prior] * 4
 
 
 def _density_control(cfg: DictConfig, meta: BeatmapMetadata, beat_ms: float | None = None) -> DensityControl | None:
@@ -523,7 +534,7 @@ def _timing(request: Request, generator: Generator, plan: ContextPlan, outputs: 
         generated = markers_to_timing_points(markers, leniency=float(cfg.timing_leniency))
     if generated and cfg.timing_source == "model":
         return generated
-    onsets = OnsetEnvelope.of(generator.audio.numpy(), generator.sample_rate)
+    onsets = generator.onsets
     estimated = estimate_redline(onsets, float(cfg.min_bpm), float(cfg.max_bpm))
     if estimated is None:
         return generated or [TimingPoint(float(cfg.offset), DEFAULT_BEAT_LENGTH)]

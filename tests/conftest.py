@@ -211,7 +211,7 @@ def replay_maps(monkeypatch, tokenizer, beatmap_for_mode) -> None:
     """Make every generation pass write `beatmap_for_mode(mode)`'s groups, as a perfect model would."""
     from osuT5.generate import Generator
 
-    def generate_context(self, context, windows, plan, prefilled=None, sampling=None, progress=None, density=None):
+    def generate_context(self, context, windows, plan, prefilled=None, sampling=None, progress=None, density=None, onsets=None):
         groups = quantised_groups(beatmap_for_mode(plan.metadata.mode), tokenizer).get(context, [])
         low, high = windows[0].region_start_ms, windows[-1].region_end_ms
         self.tokens_generated += 7 * len(groups)

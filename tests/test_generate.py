@@ -276,9 +276,9 @@ def test_generator_prefills_lookback_and_writes_each_region_once(tiny, tokenizer
     seen = []
     real = generate_module.decode_window
 
-    def spy(model, states, prompts, kinds, rules, sampling, generator=None, last_time=None, spacing_rule=None):
+    def spy(model, states, prompts, kinds, rules, sampling, generator=None, last_time=None, spacing_rule=None, onset_bias=None):
         seen.append((prompts, rules, last_time))
-        return real(model, states, prompts, kinds, rules, sampling, generator, last_time, spacing_rule)
+        return real(model, states, prompts, kinds, rules, sampling, generator, last_time, spacing_rule, onset_bias)
 
     monkeypatch.setattr(generate_module, "decode_window", spy)
     sampling = SamplingConfig(temperature=1.0, top_p=1.0, lookback_ends_window=ends)

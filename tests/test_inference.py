@@ -323,3 +323,32 @@ def test_osu_and_catch_maps_are_fitted_to_the_requested_stars_unless_asked_not_t
 def test_mania_maps_are_not_fitted(model_dir, song, human_model):
     mania = run(config(model_dir, f"audio_path={song}", "gamemode=3", "timing_source=model", "target_density=null", "difficulty=0.5"))
     assert mania.stars > 0.75  # taiko and mania star ratings follow density alone
+
+
+@pytest.mark.parametrize("value", ["-1", "[1,2]", "true", "strong"])
+def test_a_bad_onset_prior_is_one_sentence(model_dir, fast_song, value):
+    with pytest.raises(InferenceError, match="onset_prior must be a weight of 0"):
+        run(config(model_dir, f"audio_path={fast_song}", f"onset_prior={value}"))
+
+
+@pytest.mark.parametrize("mode, prior, weight", [(3, "[0,0,0,1.5]", 1.5), (0, "[0,0,0,1.5]", None), (1, "2", 2.0)])
+def test_only_the_map_pass_gets_the_onset_prior_of_its_mode(model_dir, fast_song, monkeypatch, mode, prior, weight):
+    from osuT5.generate import Generator
+    from tokenizer.events import ContextType
+
+    class Stop(Exception):
+        pass
+
+    seen = {}
+
+    def generate_context(self, context, windows, plan, prefilled=None, sampling=None, progress=None, density=None, onsets=None):
+        seen[context] = onsets
+        if context == ContextType.MAP:
+            raise Stop
+        return []
+
+    monkeypatch.setattr(Generator, "generate_context", generate_context)
+    with pytest.raises(Stop):
+        run(config(model_dir, f"audio_path={fast_song}", f"gamemode={mode}", "timing_source=audio", f"onset_prior={prior}"))
+    assert all(onsets is None for context, onsets in seen.items() if context != ContextType.MAP)
+    assert (seen[ContextType.MAP] is None) if weight is None else seen[ContextType.MAP].weight == weight
