@@ -12,9 +12,10 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from osuT5.audio import ONSET_HOP_MS
 from postprocess.tempo import PHASE_LATENCY_MS, OnsetEnvelope
 from tokenizer.decode import TIME_STEP_MS
+
+from .audio import ONSET_HOP_MS
 
 STRONG_PERCENTILE = 99.0  # onset strength at this percentile of the song's frames counts as 1
 
@@ -27,7 +28,7 @@ class OnsetPrior:
     weight: float
 
     @classmethod
-    def of(cls, envelope: OnsetEnvelope, weight: float) -> "OnsetPrior":
+    def of(cls, envelope: OnsetEnvelope, weight: float) -> OnsetPrior:
         values = envelope.values
         radius = max(int(round(TIME_STEP_MS / 2 / ONSET_HOP_MS)), 1)
         padded = np.pad(values, radius)
@@ -39,9 +40,9 @@ class OnsetPrior:
     def window_bias(self, start_ms: float, steps: int) -> torch.Tensor:
         """The bias on the `steps` time values of a window starting at `start_ms` (value v is the
         10 ms step from start + 10 v; the onset strength peaks PHASE_LATENCY_MS after a mapped time)."""
-        centres = start_ms + TIME_STEP_MS * (np.arange(steps) + 0.5) + PHASE_LATENCY_MS
         if not len(self.strength):
             return torch.zeros(steps)
+        centres = start_ms + TIME_STEP_MS * (np.arange(steps) + 0.5) + PHASE_LATENCY_MS
         frames = np.round(np.interp(centres, self.times, np.arange(len(self.times)))).astype(int)
         values = self.strength[frames]
         return torch.from_numpy(self.weight * values).float()
