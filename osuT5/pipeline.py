@@ -240,6 +240,10 @@ def _check_sampling(cfg: DictConfig) -> None:
     weights = _onset_weights(cfg.onset_prior)
     _check(len(weights) == 4 and all(isinstance(w, (int, float)) and not isinstance(w, bool) and w >= 0 for w in weights),
            f"onset_prior must be a weight of 0 (off) or more, or one per mode 0-3, not {cfg.onset_prior}")
+    separate = cfg.separate_starts
+    _check((OmegaConf.is_list(separate) or isinstance(separate, (list, tuple))) and len(separate) == 4
+           and all(isinstance(v, bool) for v in separate),
+           f"separate_starts must be true or false for each mode 0-3, not {separate}")
     _check(str(cfg.precision) in PRECISIONS, f"precision must be one of {', '.join(PRECISIONS)}, not {cfg.precision}")
 
 
@@ -454,7 +458,8 @@ def _generate(request: Request, generator: Generator, tokenizer: Tokenizer, song
     if refiner is not None:
         refine_positions(generated, refiner, redlines, request.metadata)
     return build_beatmap(generated, template, seed=request.seed, snap_overlaps=bool(cfg.snap_near_perfect_overlaps),
-                         resnap=bool(cfg.resnap_events), exact_snaps=bool(cfg.exact_snaps))
+                         resnap=bool(cfg.resnap_events), exact_snaps=bool(cfg.exact_snaps),
+                         separate=bool(cfg.separate_starts[request.mode]))
 
 
 def _onset_weights(prior) -> list:

@@ -30,6 +30,7 @@ CIRCLE_ANGLES = 500
 LENGTH_SLACK = 1.5  # a path this much shorter than the slider needs gets a lower SV instead of a stretch
 MIN_SV, SV_STEP = 0.1, 0.05
 SHRINK, MAX_FIT_STEPS = 0.8, 40
+SEPARATE_MS = 20.0  # starts generated this far apart are two objects, even where they snap to one tick
 
 STARTS = frozenset({T.CIRCLE, T.SLIDER_HEAD, T.SPINNER, T.HOLD_NOTE, T.DRUMROLL, T.DENDEN})
 ENDS = {T.SLIDER_END: T.SLIDER_HEAD, T.SPINNER_END: T.SPINNER, T.HOLD_NOTE_END: T.HOLD_NOTE,
@@ -40,20 +41,24 @@ OVERLAP_TYPES = frozenset({T.CIRCLE, T.SLIDER_HEAD, T.RED_ANCHOR, T.LAST_ANCHOR,
 
 
 def build_beatmap(groups: list[Group], template: Beatmap, *, seed: int = 0, snap_overlaps: bool = True,
-                  resnap: bool = True, exact_snaps: bool = True) -> Beatmap:
+                  resnap: bool = True, exact_snaps: bool = True, separate: bool = False) -> Beatmap:
     """The playable beatmap for generated map (+ kiai + sv) groups, with `template`'s settings and redlines.
 
     Deterministic for a given seed; the inputs are not changed. With `resnap` off, times stay as
     generated (for groups that are already on the timing); `exact_snaps` off lets a group tagged
-    1/d land on any tick of the 1/d grid, coarser ones included (Timing.resnap).
+    1/d land on any tick of the 1/d grid, coarser ones included (Timing.resnap). With `separate`, objects
+    that resnapping puts on one tick are spread over free finer ticks rather than dropped (_separate_starts).
     """
     template = _with_redline(template)
     timing = template.timing
     groups = sorted(copy.deepcopy(groups), key=lambda g: g.time)
     objects = _hit_objects(groups)  # paired in generated order, before snapping moves anything
     if resnap:
+        generated = {id(parts[0]): parts[0].time for parts in objects} if separate else {}
         resnap_groups(groups, timing, exact=exact_snaps)
         _snap_starts(groups, timing)
+        if separate:
+            _separate_starts(objects, generated, timing, mania=template.mode == 3)
     _follow_starts(objects)
     groups.sort(key=lambda g: g.time)
     objects = _drop_duplicates(sorted(objects, key=lambda parts: parts[0].time), template)
@@ -103,15 +108,41 @@ def _snap_starts(groups: list[Group], timing: Timing) -> None:
 
 def _nearest_tick(time: float, timing: Timing) -> float:
     """The nearest 1/12 or 1/16 tick (so any of 1/1..1/4, 1/6, 1/8) of the governing redline, or the next redline."""
+    return _ticks_around(time, timing, TICK_DIVISORS)[0]
+
+
+def _ticks_around(time: float, timing: Timing, divisors: tuple[int, ...]) -> list[float]:
+    """The ticks of `divisors` on either side of `time` on the governing redline, and the next redline,
+    nearest first, in whole ms."""
     i = timing.redline_index(time)
     redline = timing.redlines[i]
     following = timing.redline_times[i + 1] if i + 1 < len(timing.redlines) else math.inf
-    ticks = [following]
-    for divisor in TICK_DIVISORS:
+    ticks = [following] if following < math.inf else []
+    for divisor in divisors:
         step = redline.clamped_beat_length / divisor
         k = math.floor((time - redline.time) / step)
         ticks += [t for t in (redline.time + k * step, redline.time + (k + 1) * step) if t < following]
-    return float(round(min(ticks, key=lambda t: abs(t - time))))
+    return [float(round(t)) for t in sorted(ticks, key=lambda t: abs(t - time))]
+
+
+def _separate_starts(objects: list[list[Group]], generated: dict[int, float], timing: Timing, mania: bool) -> None:
+    """Starts that resnapping put on one tick (in mania: of one column) become one object each again.
+
+    The small model's times are noisy (about +-60 ms) and most of its snap tags say 1/1, so two
+    objects it wrote a half beat apart often snap to the same beat, and one was dropped as a
+    duplicate: hard maps lost up to 40% of their objects. The start that moved least keeps the tick;
+    each other one goes to the nearest free tick of its tag's grid halved, then quartered, around its
+    generated time. Starts generated less than `SEPARATE_MS` apart are one object written twice, and stay
+    duplicates.
+    """
+    taken: dict[tuple[int | None, float], float] = {}  # (column, tick) -> generated time of its holder
+    for start in sorted((parts[0] for parts in objects), key=lambda g: abs(g.time - generated[id(g)])):
+        column, time = (start.column if mania else None), generated[id(start)]
+        holder = taken.get((column, round(start.time)))
+        if holder is not None and abs(holder - time) >= SEPARATE_MS and start.snap:
+            free = [t for t in _ticks_around(time, timing, (2 * start.snap, 4 * start.snap)) if (column, t) not in taken]
+            start.time = free[0] if free else start.time
+        taken.setdefault((column, round(start.time)), time)
 
 
 def _hit_objects(groups: list[Group]) -> list[list[Group]]:

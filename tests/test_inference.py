@@ -331,6 +331,12 @@ def test_a_bad_onset_prior_is_one_sentence(model_dir, fast_song, value):
         run(config(model_dir, f"audio_path={fast_song}", f"onset_prior={value}"))
 
 
+@pytest.mark.parametrize("value", ["[1,2]", "true", "[true,true,true,1]"])
+def test_a_bad_separate_starts_is_one_sentence(model_dir, fast_song, value):
+    with pytest.raises(InferenceError, match="separate_starts must be true or false for each mode 0-3"):
+        run(config(model_dir, f"audio_path={fast_song}", f"separate_starts={value}"))
+
+
 @pytest.mark.parametrize("mode, prior, weight", [(3, "[0,0,0,1.5]", 1.5), (0, "[0,0,0,1.5]", None), (1, "2", 2.0)])
 def test_only_the_map_pass_gets_the_onset_prior_of_its_mode(model_dir, fast_song, monkeypatch, mode, prior, weight):
     from osuT5.generate import Generator

@@ -250,6 +250,21 @@ def test_duplicate_objects_are_dropped_whole():
     assert [(o.kind, o.time, o.x) for o in objects] == [("circle", 1000, 100), ("circle", 2000, 50), ("spinner", 3000, 256)]
 
 
+def test_starts_snapped_to_one_tick_are_separated_onto_a_finer_grid_the_least_moved_keeping_it():
+    # Tagged 1/1, a half beat apart: both snap to the beat at 1000. The one generated nearer keeps it,
+    # the other takes the nearest free 1/2 tick around its own generated time.
+    assert [o.time for o in build_beatmap([note(1240), note(1000)], template(), separate=True).hit_objects] == [1000, 1250]
+    assert [o.time for o in build_beatmap([note(760), note(1010)], template(), separate=True).hit_objects] == [750, 1000]
+    # Where the 1/2 ticks are held too, the 1/4 grid: 1000 and 1250 are taken, 1125 is free.
+    assert [o.time for o in build_beatmap([note(1000), note(1250, snap=2), note(1110)], template(), separate=True).hit_objects] == [1000, 1125, 1250]
+    # Mania separates within a column only: a chord stays a chord.
+    def column(time, col):
+        return Group(T.CIRCLE, float(time), snap=1, column=col)
+    beatmap = build_beatmap([column(1000, 0), column(1000, 1), column(1230, 0)], template(3, CircleSize="4"), separate=True)
+    assert [(o.time, o.x) for o in beatmap.hit_objects] == [(1000, 64), (1000, 192), (1250, 64)]
+    assert [o.time for o in build_beatmap([note(1240), note(1000)], template()).hit_objects] == [1000]  # off: dropped
+
+
 def test_mania_duplicates_and_notes_inside_holds_are_dropped():
     def column(kind, time, col):
         return Group(kind, float(time), snap=1, column=col)
