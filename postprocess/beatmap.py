@@ -54,7 +54,7 @@ def build_beatmap(groups: list[Group], template: Beatmap, *, seed: int = 0, snap
     groups = sorted(copy.deepcopy(groups), key=lambda g: g.time)
     objects = _hit_objects(groups)  # paired in generated order, before snapping moves anything
     if resnap:
-        generated = {id(parts[0]): parts[0].time for parts in objects} if separate else {}
+        generated = {id(parts[0]): parts[0].time for parts in objects}  # the starts' times before resnapping
         resnap_groups(groups, timing, exact=exact_snaps)
         _snap_starts(groups, timing)
         if separate:
