@@ -135,6 +135,11 @@ def note(time: float, x: float | None = 256, y: float | None = 192, snap: int | 
     return Group(T.CIRCLE, float(time), snap=snap, x=x, y=y, **fields)
 
 
+def in_column(kind: EventType, time: float, column: int) -> Group:
+    """A mania group tagged 1/1."""
+    return Group(kind, float(time), snap=1, column=column)
+
+
 def slider(time: float, end: float, head: tuple, last: tuple, sv: float, volume: int = 0) -> list[Group]:
     """A straight slider: head, last anchor at `end` (one span), and its end."""
     return [Group(T.SLIDER_HEAD, float(time), snap=1, x=head[0], y=head[1], scroll_speed=sv, hitsounds=[[0, volume]]),
@@ -258,21 +263,17 @@ def test_starts_snapped_to_one_tick_are_separated_onto_a_finer_grid_the_least_mo
     # Where the 1/2 ticks are held too, the 1/4 grid: 1000 and 1250 are taken, 1125 is free.
     assert [o.time for o in build_beatmap([note(1000), note(1250, snap=2), note(1110)], template(), separate=True).hit_objects] == [1000, 1125, 1250]
     # Mania separates within a column only: a chord stays a chord.
-    def column(time, col):
-        return Group(T.CIRCLE, float(time), snap=1, column=col)
-    beatmap = build_beatmap([column(1000, 0), column(1000, 1), column(1230, 0)], template(3, CircleSize="4"), separate=True)
+    notes = [in_column(T.CIRCLE, 1000, 0), in_column(T.CIRCLE, 1000, 1), in_column(T.CIRCLE, 1230, 0)]
+    beatmap = build_beatmap(notes, template(3, CircleSize="4"), separate=True)
     assert [(o.time, o.x) for o in beatmap.hit_objects] == [(1000, 64), (1000, 192), (1250, 64)]
     assert [o.time for o in build_beatmap([note(1240), note(1000)], template()).hit_objects] == [1000]  # off: dropped
 
 
 def test_mania_duplicates_and_notes_inside_holds_are_dropped():
-    def column(kind, time, col):
-        return Group(kind, float(time), snap=1, column=col)
-
-    groups = [column(T.CIRCLE, 1000, 0), column(T.CIRCLE, 1000, 0), column(T.CIRCLE, 1000, 1),
-              column(T.HOLD_NOTE, 1000, 2), column(T.CIRCLE, 1500, 2), column(T.HOLD_NOTE, 1500, 2),
-              column(T.HOLD_NOTE_END, 2000, 2), column(T.CIRCLE, 2000, 2), column(T.HOLD_NOTE_END, 2500, 2),
-              column(T.CIRCLE, 2500, 2), column(T.CIRCLE, 3000, 2)]
+    groups = [in_column(T.CIRCLE, 1000, 0), in_column(T.CIRCLE, 1000, 0), in_column(T.CIRCLE, 1000, 1),
+              in_column(T.HOLD_NOTE, 1000, 2), in_column(T.CIRCLE, 1500, 2), in_column(T.HOLD_NOTE, 1500, 2),
+              in_column(T.HOLD_NOTE_END, 2000, 2), in_column(T.CIRCLE, 2000, 2), in_column(T.HOLD_NOTE_END, 2500, 2),
+              in_column(T.CIRCLE, 2500, 2), in_column(T.CIRCLE, 3000, 2)]
     beatmap = build_beatmap(groups, template(3, CircleSize="4"))
     # Nested holds pair as groups_to_beatmap pairs them: the newer start takes the first end.
     assert [(o.kind, o.time, o.x, o.end_time) for o in beatmap.hit_objects] == [
