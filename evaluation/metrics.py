@@ -1,4 +1,4 @@
-"""How close a generated beatmap is to a human one: onsets, columns, timing.
+"""How close a generated beatmap is to a human one: onsets, columns, timing, rhythm.
 
 Onsets are the start times of circles, slider heads and hold heads (spinners have no rhythm to
 match), one per distinct time, so a mania chord counts once; `notes` keeps every mania note with
@@ -13,6 +13,11 @@ import numpy as np
 
 from tokenizer.osu_file import SPINNER, Beatmap
 from tokenizer.timing import Timing
+
+# Beat fractions, coarsest first: a tick that is both 1/2 and 1/4 counts as 1/2; sixths count with thirds.
+RHYTHM_DIVISORS = ((1, "1/1"), (2, "1/2"), (3, "1/3"), (4, "1/4"), (6, "1/3"))
+RHYTHMS = ("1/1", "1/2", "1/4", "1/3", "other")
+RHYTHM_TOLERANCE_MS = 3.0  # .osu times are whole ms, so a fractional beat length puts ticks up to 1 ms off
 
 
 @dataclass
@@ -96,6 +101,35 @@ def beat_phase_error(generated: Beatmap, reference: Beatmap, at_ms: float) -> fl
     """Signed ms from the reference's beat nearest `at_ms` to the generated beat nearest that one."""
     reference_beat = _nearest_beat(Timing(reference.timing_points), at_ms)
     return _nearest_beat(Timing(generated.timing_points), reference_beat) - reference_beat
+
+
+def rhythm_shares(beatmap: Beatmap) -> dict[str, float]:
+    """The share of onsets on whole beats, 1/2, 1/4 and 1/3 (or 1/6) beats of the map's own timing, and off them.
+
+    A model can raise onset F1 by putting every object on a beat (most human objects are there); these
+    shares show when it does.
+    """
+    times = onsets(beatmap)
+    counts = dict.fromkeys(RHYTHMS, 0)
+    timing = beatmap.timing
+    for time in times:
+        counts[_rhythm(timing, time)] += 1
+    return {name: count / max(len(times), 1) for name, count in counts.items()}
+
+
+def rhythm_distance(shares: dict[str, float], reference: dict[str, float]) -> float:
+    """Total variation distance: 0 for the same mix of beat fractions, 1 when no fraction is shared."""
+    return 0.5 * sum(abs(shares[name] - reference[name]) for name in RHYTHMS)
+
+
+def _rhythm(timing: Timing, time: float) -> str:
+    redline = timing.redline_at(time)
+    beat = redline.clamped_beat_length
+    position = (time - redline.time) / beat
+    for divisor, name in RHYTHM_DIVISORS:
+        if abs(position * divisor - round(position * divisor)) * beat / divisor <= RHYTHM_TOLERANCE_MS:
+            return name
+    return "other"
 
 
 def _nearest_beat(timing: Timing, time: float) -> float:

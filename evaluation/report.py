@@ -7,6 +7,8 @@ from pathlib import Path
 import matplotlib
 import numpy as np
 
+from .metrics import RHYTHMS
+
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
@@ -59,6 +61,9 @@ def _summary(rows: list[dict], tolerances: list[int]) -> dict:
         "phase_abs_error_ms_median": _median(abs(r["phase_error_ms"]) for r in written if r["phase_error_ms"] is not None),
         "objects_per_s": _mean(r["objects_per_s"] for r in written),
         "reference_objects_per_s": _mean(r["reference_objects_per_s"] for r in rows),
+        "rhythm": {name: _mean(r["rhythm"][name] for r in written) for name in RHYTHMS},
+        "reference_rhythm": {name: _mean(r["reference_rhythm"][name] for r in rows) for name in RHYTHMS},
+        "rhythm_distance": _mean(r["rhythm_distance"] for r in written),
         "seconds_per_audio_minute": sum(r["seconds"] for r in rows) / max(sum(r["audio_s"] for r in rows) / 60, 1e-9),
     }
     if all(r["mode"] == 0 for r in rows):
@@ -83,6 +88,7 @@ def write_report(folder: Path, rows: list[dict], skipped: list[dict], summary: d
     lines += [f"Skipped: {s['osu']}: {s['reason']}." for s in skipped] + ([""] if skipped else [])
     lines += _onset_table(summary, tolerances)
     lines += _other_table(summary)
+    lines += _rhythm_table(summary)
     lines += [f"![{name}]({name}.png)" for name in plots]
     path = folder / "report.md"
     path.write_text("\n".join(lines) + "\n")
@@ -124,6 +130,16 @@ def _other_table(summary: dict) -> list[str]:
         lines += ["", f"osu! maps requested at 2-6*: {stars['maps']} maps, signed mean error {_number(stars['signed_mean'], 2)}*, "
                       f"RMSE {_number(stars['rmse'], 2)}*."]
     return lines + [""]
+
+
+def _rhythm_table(summary: dict) -> list[str]:
+    lines = ["## Rhythm: share of onsets on each beat fraction of the map's own timing, model (human)", "",
+             "| mode | " + " | ".join(RHYTHMS) + " | distance to the human mix |", "|" + "---|" * (len(RHYTHMS) + 2)]
+    for mode, s in summary.items():
+        lines.append(f"| {mode} | " + " | ".join(f"{_number(s['rhythm'][name], 2)} ({_number(s['reference_rhythm'][name], 2)})"
+                                                 for name in RHYTHMS) + f" | {_number(s['rhythm_distance'], 2)} |")
+    return lines + ["", "The distance is the total variation between a map's mix and its reference's (0: the same, "
+                        "1: nothing shared), averaged over maps.", ""]
 
 
 def _plots(folder: Path, rows: list[dict], onset_plot: dict | None) -> list[str]:

@@ -7,12 +7,12 @@ from tokenizer.check import star_rating
 from tokenizer.osu_file import Beatmap
 
 from .baselines import flux_onsets, half_beat_grid
-from .metrics import beat_phase_error, column_score, main_bpm, notes, onset_score, onsets
+from .metrics import beat_phase_error, column_score, main_bpm, notes, onset_score, onsets, rhythm_distance, rhythm_shares
 
 
 def score_map(reference: Beatmap, generated: Beatmap | None, strength: tuple[np.ndarray, np.ndarray],
               song_ms: float, tolerances: list[int]) -> dict:
-    """Onset scores of the model and both baselines, plus timing, density and star rating.
+    """Onset scores of the model and both baselines, plus timing, rhythm, density and star rating.
 
     `generated` is None when generation failed: the model then scores 0 and the map-level numbers
     that need a file (stars, BPM, density) are None.
@@ -26,6 +26,7 @@ def score_map(reference: Beatmap, generated: Beatmap | None, strength: tuple[np.
         "model": {}, "flux": {}, "grid": {},
         "reference_objects_per_s": len(reference.hit_objects) / seconds,
         "reference_bpm": main_bpm(reference, song_ms),
+        "reference_rhythm": rhythm_shares(reference),
     }
     for tolerance in tolerances:
         key = str(tolerance)
@@ -39,7 +40,8 @@ def score_map(reference: Beatmap, generated: Beatmap | None, strength: tuple[np.
         generated_notes = notes(generated) if generated is not None else (np.zeros(0), np.zeros(0, dtype=int))
         row["columns"] = {str(t): column_score(generated_notes, notes(reference), t).as_dict() for t in tolerances}
     if generated is None:
-        row.update(achieved_stars=None, objects_per_s=None, bpm=None, bpm_error=None, phase_error_ms=None)
+        row.update(achieved_stars=None, objects_per_s=None, bpm=None, bpm_error=None, phase_error_ms=None, rhythm=None,
+                   rhythm_distance=None)
         return row
     middle = float(np.median(reference_onsets)) if len(reference_onsets) else song_ms / 2
     row.update(
@@ -47,6 +49,9 @@ def score_map(reference: Beatmap, generated: Beatmap | None, strength: tuple[np.
         objects_per_s=len(generated.hit_objects) / seconds,
         bpm=main_bpm(generated, song_ms),
         phase_error_ms=beat_phase_error(generated, reference, middle),
+        rhythm=rhythm_shares(generated),
     )
+    row["rhythm_distance"] = (rhythm_distance(row["rhythm"], row["reference_rhythm"])
+                              if len(generated_onsets) and len(reference_onsets) else None)
     row["bpm_error"] = row["bpm"] - row["reference_bpm"]
     return row

@@ -10,7 +10,8 @@ from hydra import compose, initialize_config_dir
 from conftest import REPO_ROOT, circle, click_track, mania_note, osu_text, replay_maps
 from evaluate import evaluate, select
 from evaluation.baselines import flux_onsets, half_beat_grid
-from evaluation.metrics import beat_phase_error, column_score, match, notes, onset_score, onsets
+from evaluation.metrics import (beat_phase_error, column_score, match, notes, onset_score, onsets, rhythm_distance,
+                                rhythm_shares)
 from evaluation.scoring import score_map
 from osuT5.audio import onset_strength
 from osuT5.sources import BeatmapEntry
@@ -76,6 +77,24 @@ def test_beat_phase_error_is_signed_distance_to_the_nearest_generated_beat():
     assert beat_phase_error(early, reference, 5000) == pytest.approx(-30)
 
 
+def test_rhythm_shares_sort_onsets_by_the_beat_fraction_of_the_maps_own_timing():
+    redlines = ["1000,500,4,2,0,60,1,0", "3000,400,4,2,0,60,1,0"]  # 120 BPM, then 150 BPM from 3000 ms
+    times = [1000, 1500,  # whole beats
+             1250,  # a half
+             1125, 1625,  # quarters
+             1167, 1083,  # a third and a sixth (1000 + 166.7 and + 83.3, written as whole ms)
+             1040,  # off the grid
+             3200]  # a half beat of the second redline (4.4 beats after the first)
+    beatmap = parse_beatmap(osu_text(0, [circle(100, 100, t) for t in times], redlines))
+    shares = rhythm_shares(beatmap)
+    assert shares == pytest.approx({"1/1": 2 / 9, "1/2": 2 / 9, "1/4": 2 / 9, "1/3": 2 / 9, "other": 1 / 9})
+    assert rhythm_distance(shares, shares) == 0
+    on_beats = parse_beatmap(osu_text(0, [circle(100, 100, 1000 + 500 * k) for k in range(4)], redlines[:1]))
+    on_halves = parse_beatmap(osu_text(0, [circle(100, 100, 1250 + 500 * k) for k in range(4)], redlines[:1]))
+    assert rhythm_shares(on_beats)["1/1"] == 1 and rhythm_distance(rhythm_shares(on_beats), rhythm_shares(on_halves)) == 1
+    assert rhythm_shares(Beatmap(timing_points=on_beats.timing_points)) == dict.fromkeys(shares, 0.0)
+
+
 def test_score_map_of_the_reference_itself_is_perfect_and_a_failure_scores_zero():
     objects = [circle(64 + k * 10, 100, 1000 + 250 * k) for k in range(20)]
     reference = parse_beatmap(osu_text(0, objects, ["500,500,4,2,0,60,1,0"]))
@@ -84,8 +103,11 @@ def test_score_map_of_the_reference_itself_is_perfect_and_a_failure_scores_zero(
     assert row["model"]["10"]["f1"] == 1 and row["grid"]["20"]["recall"] == 1
     assert row["bpm_error"] == 0 and row["phase_error_ms"] == 0 and row["median_offset_ms"] == 0
     assert row["achieved_stars"] > 0 and row["objects_per_s"] == pytest.approx(20 / 8)
+    assert row["rhythm"] == row["reference_rhythm"] == pytest.approx({"1/1": 0.5, "1/2": 0.5, "1/4": 0, "1/3": 0, "other": 0})
+    assert row["rhythm_distance"] == 0
     failed = score_map(reference, None, strength, 8000, [10, 20, 50])
     assert failed["model"]["20"]["f1"] == 0 and failed["achieved_stars"] is None
+    assert failed["rhythm"] is None and failed["rhythm_distance"] is None
 
 
 def test_select_spreads_over_sets_and_difficulties(tmp_path):
@@ -125,6 +147,7 @@ def test_evaluate_writes_a_report_where_a_copying_model_is_perfect(synthetic_cor
     assert metrics["summary"]["mania"]["columns"]["20"]["f1"] >= 0.95
     report = (out / "report.md").read_text()
     assert "spectral flux" in report and "1/2-beat grid" in report and "![stars](stars.png)" in report
+    assert metrics["summary"]["overall"]["rhythm_distance"] <= 0.05 and "## Rhythm" in report
 
 
 def test_a_model_that_writes_nothing_scores_zero_and_counts_as_invalid(synthetic_corpus, model_dir, tokenizer,
