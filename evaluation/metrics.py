@@ -14,8 +14,8 @@ import numpy as np
 from tokenizer.osu_file import SPINNER, Beatmap
 from tokenizer.timing import Timing
 
-# Beat fractions, coarsest first: a tick that is both 1/2 and 1/4 counts as 1/2; sixths count with thirds.
-RHYTHM_DIVISORS = ((1, "1/1"), (2, "1/2"), (3, "1/3"), (4, "1/4"), (6, "1/3"))
+# A tick's coarsest snap divisor names its rhythm (a 1/4 tick that is also 1/2 is 1/2); sixths count with thirds.
+RHYTHM_NAMES = {1: "1/1", 2: "1/2", 3: "1/3", 4: "1/4", 6: "1/3"}
 RHYTHMS = ("1/1", "1/2", "1/4", "1/3", "other")
 RHYTHM_TOLERANCE_MS = 3.0  # .osu times are whole ms, so a fractional beat length puts ticks up to 1 ms off
 
@@ -113,23 +113,13 @@ def rhythm_shares(beatmap: Beatmap) -> dict[str, float]:
     counts = dict.fromkeys(RHYTHMS, 0)
     timing = beatmap.timing
     for time in times:
-        counts[_rhythm(timing, time)] += 1
+        counts[RHYTHM_NAMES.get(timing.snap_divisor(time, max(RHYTHM_NAMES), RHYTHM_TOLERANCE_MS), "other")] += 1
     return {name: count / max(len(times), 1) for name, count in counts.items()}
 
 
 def rhythm_distance(shares: dict[str, float], reference: dict[str, float]) -> float:
     """Total variation distance: 0 for the same mix of beat fractions, 1 when no fraction is shared."""
     return 0.5 * sum(abs(shares[name] - reference[name]) for name in RHYTHMS)
-
-
-def _rhythm(timing: Timing, time: float) -> str:
-    redline = timing.redline_at(time)
-    beat = redline.clamped_beat_length
-    position = (time - redline.time) / beat
-    for divisor, name in RHYTHM_DIVISORS:
-        if abs(position * divisor - round(position * divisor)) * beat / divisor <= RHYTHM_TOLERANCE_MS:
-            return name
-    return "other"
 
 
 def _nearest_beat(timing: Timing, time: float) -> float:
