@@ -9,8 +9,12 @@ map more than `tolerance` over the request:
 1. jumps are shortened: each object moves along its jump from the previous object's end until the
    jump is at most a speed limit (px/ms), lowered by bisection, but never below the median jump speed
    of human maps at the requested stars (`floor`). Times do not change, so the rhythm stays;
-2. if that is not enough, the objects hardest to play (fastest movement in and out) are removed,
-   as few as it takes, at most `max_share` of them. Spinners and the first object stay.
+2. if that is not enough, objects are removed, as few as it takes, at most `max_share` of them, the
+   way a mapper simplifies a difficulty: those off the whole and half beats first, then those on half
+   beats, then those on whole beats, within each the hardest to play (fastest movement in and out). The small
+   model's objects on 1/4 ticks match a human's 8% of the time (whole beats 63%), so this also drops
+   its likeliest mistakes (54 val osu! maps: F1@20 0.432 -> 0.464 at the same stars). Spinners and
+   the first object stay.
 """
 from __future__ import annotations
 
@@ -20,20 +24,21 @@ import math
 from tokenizer.check import star_rating
 from tokenizer.osu_file import SLIDER, SPINNER, Beatmap, HitObject
 
+from .validate import HEIGHT, MAX_DIVISOR, SNAP_LENIENCY_MS, WIDTH, object_in_playfield, object_points
+
 CATCH = 2
-
-from .validate import HEIGHT, WIDTH, object_in_playfield, object_points
-
 BISECTIONS = 10
+REMOVAL_RANK = {1: 2, 2: 1}  # beat divisor -> rank, lower ranks removed first: whole beats last, half beats before them, all else (0) first
 
 
 def removal_order(beatmap: Beatmap) -> list[int]:
-    """Indices of the removable hit objects (sorted by time), the hardest to play first: the fastest
-    movement into and out of them (px/ms; for a slider also its ball's own speed). The first object
-    and spinners are kept."""
-    objects, catch = beatmap.hit_objects, beatmap.mode == CATCH
+    """Indices of the removable hit objects (sorted by time): those on the finest beat fractions first
+    (off whole and half beats, then half beats, then whole beats), within each the hardest to play: the
+    fastest movement into and out of them (px/ms; for a slider also its ball's own speed). The first
+    object and spinners are kept."""
+    objects, catch, timing = beatmap.hit_objects, beatmap.mode == CATCH, beatmap.timing
     ends = [_end_position(o) for o in objects]
-    speeds = []
+    keys = []
     for i in range(1, len(objects)):
         o = objects[i]
         if o.kind == SPINNER:
@@ -43,8 +48,8 @@ def removal_order(beatmap: Beatmap) -> list[int]:
             speed += _speed(ends[i], o.finish, (objects[i + 1].x, objects[i + 1].y), objects[i + 1].time, catch)
         if o.kind == SLIDER and not catch:
             speed += o.path().length * o.slides / max(o.finish - o.time, 1.0)
-        speeds.append((-speed, i))
-    return [i for _, i in sorted(speeds)]
+        keys.append((REMOVAL_RANK.get(timing.snap_divisor(o.time, MAX_DIVISOR, SNAP_LENIENCY_MS), 0), -speed, i))
+    return [i for *_, i in sorted(keys)]
 
 
 def cap_jumps(beatmap: Beatmap, max_speed: float) -> Beatmap:

@@ -1,4 +1,4 @@
-"""Fitting a generated osu! map to the requested star rating: shorter jumps first, then fewer objects."""
+"""Fitting a generated osu! map to the requested star rating: shorter jumps first, then fewer objects, the finest rhythm first."""
 from __future__ import annotations
 
 import math
@@ -62,6 +62,15 @@ def test_the_hardest_objects_to_reach_go_first_and_the_first_object_and_spinners
                "256,192,2000,12,0,3000,0:0:0:0:"]
     order = removal_order(parse_beatmap(osu_text(0, objects, [BEAT])))
     assert order[0] == 2 and sorted(order) == [1, 2, 3]
+
+
+def test_objects_off_the_beat_go_before_those_on_it_the_hardest_first_within_each():
+    # 300 ms beats: whole beats at 1200, 1500, 1800 and 2100, a half beat at 1650, a quarter at 1725.
+    # The quarter-beat object is the easiest to reach (no move in) and still goes first, as a mapper
+    # simplifying the rhythm would drop it; the whole beats go last, the fastest of them first.
+    objects = [circle(256, 192, 1200), circle(480, 192, 1500), circle(40, 192, 1650), circle(40, 192, 1725),
+               circle(50, 192, 1800), circle(256, 192, 2100)]
+    assert removal_order(parse_beatmap(osu_text(0, objects, [BEAT]))) == [3, 2, 1, 4, 5]
 
 
 def test_a_removed_new_combo_moves_to_the_next_object():
