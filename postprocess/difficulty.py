@@ -11,10 +11,10 @@ map more than `tolerance` over the request:
    of human maps at the requested stars (`floor`). Times do not change, so the rhythm stays;
 2. if that is not enough, objects are removed, as few as it takes, at most `max_share` of them, the
    way a mapper simplifies a difficulty: those off the whole and half beats first, then those on half
-   beats, then those on whole beats, within each the hardest to play (fastest movement in and out). The small
-   model's objects on 1/4 ticks match a human's 8% of the time (whole beats 63%), so this also drops
-   its likeliest mistakes (54 val osu! maps: F1@20 0.432 -> 0.464 at the same stars). Spinners and
-   the first object stay.
+   beats, then those on whole beats; within each, the hardest to play (fastest movement in and out).
+   The small model's objects on 1/4 ticks match a human's 8% of the time (whole beats 63%), so this
+   also drops its likeliest mistakes (54 val osu! maps: F1@20 0.431 -> 0.465 at the same stars).
+   Spinners and the first object stay.
 """
 from __future__ import annotations
 
@@ -28,7 +28,7 @@ from .validate import HEIGHT, MAX_DIVISOR, SNAP_LENIENCY_MS, WIDTH, object_in_pl
 
 CATCH = 2
 BISECTIONS = 10
-REMOVAL_RANK = {1: 2, 2: 1}  # beat divisor -> rank, lower ranks removed first: whole beats last, half beats before them, all else (0) first
+REMOVAL_RANK = {1: 2, 2: 1}  # beat divisor -> rank; lower ranks go first, every other divisor is rank 0
 
 
 def removal_order(beatmap: Beatmap) -> list[int]:
