@@ -1,4 +1,4 @@
-"""Fitting a generated osu! map to the requested star rating: shorter jumps first, then fewer objects, the finest rhythm first."""
+"""Fitting a generated osu! map to the requested star rating: shorter jumps, then fewer objects (finest rhythm first)."""
 from __future__ import annotations
 
 import math
