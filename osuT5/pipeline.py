@@ -237,9 +237,10 @@ def _check_sampling(cfg: DictConfig) -> None:
     density = cfg.target_density
     _check(density in (None, "auto") or (isinstance(density, (int, float)) and density > 0),
            f"target_density must be auto, null (off) or objects per second above 0, not {density}")
-    weights = _onset_weights(cfg.onset_prior)
-    _check(len(weights) == 4 and all(isinstance(w, (int, float)) and not isinstance(w, bool) and w >= 0 for w in weights),
-           f"onset_prior must be a weight of 0 (off) or more, or one per mode 0-3, not {cfg.onset_prior}")
+    for name, what in (("onset_prior", "a weight"), ("onset_snap", "a number of beats")):
+        values = _per_mode(cfg[name])
+        _check(len(values) == 4 and all(isinstance(v, (int, float)) and not isinstance(v, bool) and v >= 0 for v in values),
+               f"{name} must be {what} of 0 (off) or more, or one per mode 0-3, not {cfg[name]}")
     separate = cfg.separate_starts
     _check((OmegaConf.is_list(separate) or isinstance(separate, (list, tuple))) and len(separate) == 4
            and all(isinstance(v, bool) for v in separate),
@@ -450,21 +451,23 @@ def _generate(request: Request, generator: Generator, tokenizer: Tokenizer, song
         density = onsets = None
         if context == ContextType.MAP:
             density = _density_control(cfg, request.metadata, Timing(redlines).median_beat_length(song_ms))
-            weight = float(_onset_weights(cfg.onset_prior)[request.mode])
+            weight = float(_per_mode(cfg.onset_prior)[request.mode])
             onsets = OnsetPrior.of(generator.onsets, weight) if weight > 0 else None
         groups = generator.generate_context(context, windows, plan, prefilled=prefilled, density=density, onsets=onsets)
         plan.finished[context] = groups
         generated += [g for g in groups if start - 10 <= g.time <= end + 10]
     if refiner is not None:
         refine_positions(generated, refiner, redlines, request.metadata)
+    onset_snap = float(_per_mode(cfg.onset_snap)[request.mode])
     return build_beatmap(generated, template, seed=request.seed, snap_overlaps=bool(cfg.snap_near_perfect_overlaps),
                          resnap=bool(cfg.resnap_events), exact_snaps=bool(cfg.exact_snaps),
-                         separate=bool(cfg.separate_starts[request.mode]))
+                         separate=bool(cfg.separate_starts[request.mode]),
+                         onsets=generator.onsets if onset_snap > 0 else None, onset_snap_beats=onset_snap)
 
 
-def _onset_weights(prior) -> list:
-    """`onset_prior` as one weight per mode 0-3 (a single weight applies to every mode)."""
-    return list(prior) if OmegaConf.is_list(prior) or isinstance(prior, (list, tuple)) else [prior] * 4
+def _per_mode(value) -> list:
+    """A setting given once or per mode 0-3, as one value per mode."""
+    return list(value) if OmegaConf.is_list(value) or isinstance(value, (list, tuple)) else [value] * 4
 
 
 def _density_control(cfg: DictConfig, meta: BeatmapMetadata, beat_ms: float | None = None) -> DensityControl | None:

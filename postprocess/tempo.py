@@ -29,6 +29,7 @@ PHASE_LATENCY_MS = 10.0  # the folded peak trails the mapped beats by 9.6 ms (me
 
 
 BEAT_WINDOW_MS = 20.0  # onset strength this close to a beat counts as on it
+PEAK_WINDOW_MS = (-10.0, 15.0)  # onset strength this far before and after a tick counts for it (peaks trail by ~8 ms)
 
 
 @dataclass
@@ -43,6 +44,15 @@ class OnsetEnvelope:
         radius = max(int(LOCAL_MEAN_MS / ONSET_HOP_MS / 2), 1)
         kernel = np.ones(2 * radius + 1) / (2 * radius + 1)
         return cls(times, np.maximum(strength - np.convolve(strength, kernel, mode="same"), 0.0))
+
+    def peak_near(self, ticks: np.ndarray) -> np.ndarray:
+        """The strongest onset from 10 ms before to 15 ms after each tick (0 outside the song)."""
+        hop = self.times[1] - self.times[0] if len(self.times) > 1 else ONSET_HOP_MS
+        before, after = PEAK_WINDOW_MS
+        offsets = np.arange(math.ceil(before / hop), math.floor(after / hop) + 1)
+        frames = np.rint((np.asarray(ticks, dtype=float) - self.times[0]) / hop).astype(int)[:, None] + offsets
+        inside = (frames >= 0) & (frames < len(self.values))
+        return np.where(inside, self.values[np.clip(frames, 0, len(self.values) - 1)], 0.0).max(axis=1)
 
 
 def estimate_redline(onsets: OnsetEnvelope, min_bpm: float = 60.0, max_bpm: float = 300.0,

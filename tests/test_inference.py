@@ -325,10 +325,11 @@ def test_mania_maps_are_not_fitted(model_dir, song, human_model):
     assert mania.stars > 0.75  # taiko and mania star ratings follow density alone
 
 
+@pytest.mark.parametrize("name, what", [("onset_prior", "a weight"), ("onset_snap", "a number of beats")])
 @pytest.mark.parametrize("value", ["-1", "[1,2]", "true", "strong"])
-def test_a_bad_onset_prior_is_one_sentence(model_dir, fast_song, value):
-    with pytest.raises(InferenceError, match="onset_prior must be a weight of 0"):
-        run(config(model_dir, f"audio_path={fast_song}", f"onset_prior={value}"))
+def test_a_bad_onset_prior_or_onset_snap_is_one_sentence(model_dir, fast_song, name, what, value):
+    with pytest.raises(InferenceError, match=f"{name} must be {what} of 0"):
+        run(config(model_dir, f"audio_path={fast_song}", f"{name}={value}"))
 
 
 @pytest.mark.parametrize("value", ["[1,2]", "true", "[true,true,true,1]"])

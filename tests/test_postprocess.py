@@ -11,6 +11,7 @@ import pytest
 from postprocess.beatmap import build_beatmap
 from postprocess.merge import merge_partial
 from postprocess.package import write_osz
+from postprocess.tempo import OnsetEnvelope
 from postprocess.timing import consensus_markers, markers_to_timing_points
 from postprocess.validate import validity_problems, validity_problems_file
 from tokenizer.decode import events_to_groups
@@ -267,6 +268,40 @@ def test_starts_snapped_to_one_tick_are_separated_onto_a_finer_grid_the_least_mo
     beatmap = build_beatmap(notes, template(3, CircleSize="4"), separate=True)
     assert [(o.time, o.x) for o in beatmap.hit_objects] == [(1000, 64), (1000, 192), (1250, 64)]
     assert [o.time for o in build_beatmap([note(1240), note(1000)], template()).hit_objects] == [1000]  # off: dropped
+
+
+def onset_envelope(peaks: dict[float, float], song_ms: float = 5000.0) -> OnsetEnvelope:
+    """An onset envelope of 5 ms frames, silent but for the given peaks (ms: strength)."""
+    times = np.arange(0.0, song_ms, 5.0)
+    values = np.zeros_like(times)
+    for time, strength in peaks.items():
+        values[int(time // 5)] = strength
+    return OnsetEnvelope(times, values)
+
+
+def onset_snapped(groups: list[Group], peaks: dict[float, float], beats: float = 0.45, mode: int = 0) -> list[tuple]:
+    beatmap = build_beatmap(groups, template(mode, CircleSize="4"), exact_snaps=False, onsets=onset_envelope(peaks),
+                            onset_snap_beats=beats)
+    return [(o.time, o.end_time) if o.kind == "slider" else o.time for o in beatmap.hit_objects]
+
+
+def test_tagged_objects_move_to_the_strongest_onset_on_their_grid_within_the_radius():
+    # 120 BPM, 0.45 beats = 225 ms. Tagged 1/2 at 1080: the 1/2 ticks 1000 and 1250 are in reach, 1250 is played.
+    assert onset_snapped([note(1080, snap=2)], {1250: 1.0}) == [1250]
+    assert onset_snapped([note(1080, snap=2)], {1250: 1.0}, beats=0) == [1000]  # off: the nearest tick
+    assert onset_snapped([note(1080, snap=2)], {}) == [1000]  # silence: the nearest of equals
+    assert onset_snapped([note(1080, snap=2)], {1250: 0.5, 1000: 1.0}) == [1000]
+    assert onset_snapped([note(1080, snap=1)], {1250: 1.0}) == [1000]  # 1250 is not on the 1/1 grid
+    assert onset_snapped([note(1080, snap=4)], {1500: 1.0}) == [1125]  # 1500 is 420 ms away
+    # A slider moves whole: generated 1780-2280, the onset at 1500 takes it to 1500-2000 (else 2000-2500).
+    assert onset_snapped(slider(1780, 2280, (100, 100), (300, 100), sv=1.0), {1500: 1.0}, beats=0.6) == [(1500, 2000)]
+    assert onset_snapped(slider(1780, 2280, (100, 100), (300, 100), sv=1.0), {}, beats=0.6) == [(2000, 2500)]
+
+
+def test_an_onset_tick_taken_by_one_object_is_not_free_for_the_next_except_in_another_mania_column():
+    assert onset_snapped([note(1200, snap=2), note(1300, snap=2)], {1250: 1.0}) == [1250, 1500]
+    chord = [Group(T.CIRCLE, 1200.0, snap=2, column=0), Group(T.CIRCLE, 1300.0, snap=2, column=1)]
+    assert onset_snapped(chord, {1250: 1.0}, mode=3) == [1250, 1250]
 
 
 def test_mania_duplicates_and_notes_inside_holds_are_dropped():

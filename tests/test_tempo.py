@@ -49,3 +49,11 @@ def test_beat_support_scores_the_right_grid_above_wrong_ones():
     two = [TimingPoint(offset, 400.0), TimingPoint(offset + 10000, 400.0)]
     assert beat_support(onsets, two) == pytest.approx(right, rel=0.05)
     assert beat_support(onsets, []) == 0.0
+
+
+def test_peak_near_is_high_on_the_clicks_and_zero_between_them_and_outside_the_song():
+    onsets = OnsetEnvelope.of(click_track(10.0, 120.0, SR, 250.0), SR)
+    clicks, between = 250.0 + 500 * np.arange(1, 18), 500 * np.arange(1, 18)
+    on, off = onsets.peak_near(clicks), onsets.peak_near(between)
+    assert on.min() > 10 * max(off.max(), 1e-9)
+    assert onsets.peak_near(np.array([-100.0, 20000.0])).tolist() == [0.0, 0.0]
