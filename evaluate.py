@@ -2,11 +2,14 @@
 
 For each reference beatmap (default: the val split of ../shared/beatmaps) one map is generated from
 its audio with the reference's mode, star rating, CS/keycount and a fixed seed, then scored
-(evaluation/). Writes metrics.json, report.md with plots, and the generated maps to output_dir.
+(evaluation/). Writes metrics.json, report.md with plots, and the generated maps and their saved
+generations to output_dir. `replay=DIR` post-processes DIR's saved generations again instead of
+running the model: minutes become seconds when only post-processing settings change.
 All parameters are in configs/evaluate.yaml. Bad input ends with one sentence and exit code 1.
 """
 from __future__ import annotations
 
+import json
 import sys
 import time
 from collections import defaultdict
@@ -24,6 +27,7 @@ from osuT5.cli import quote_paths
 from osuT5.model import load_model
 from osuT5.pipeline import EmptyMapError, InferenceError, run
 from osuT5.sources import BeatmapEntry, SourceError, find_beatmaps
+from postprocess.generated import SUFFIX as GENERATED_SUFFIX
 from postprocess.validate import validity_problems_file
 from tokenizer.check import star_rating
 from tokenizer.osu_file import Beatmap, BeatmapError, read_beatmap
@@ -66,11 +70,14 @@ def generation_config(cfg: DictConfig) -> DictConfig:
     return OmegaConf.merge(base, cfg.generation)
 
 
-def map_request(base: DictConfig, reference: Beatmap, entry: BeatmapEntry, stars: float, seed: int, out: Path) -> DictConfig:
-    """The generation settings for one reference: its audio, mode, stars, CS or keycount, names."""
+def map_request(base: DictConfig, reference: Beatmap, entry: BeatmapEntry, stars: float, seed: int, out: Path,
+                generated: Path | None = None) -> DictConfig:
+    """The generation settings for one reference: its audio, mode, stars, CS or keycount, names; the generation
+    is saved, or with `generated` read from there."""
     meta = reference.metadata
     request = {"audio_path": str(entry.audio_path), "output_path": str(out), "gamemode": reference.mode,
-               "difficulty": round(stars, 2), "seed": seed, "progress": False,
+               "difficulty": round(stars, 2), "seed": seed, "progress": False, "save_generated": True,
+               "generated_path": str(generated) if generated else None,
                "title": meta.get("Title", entry.audio_path.stem), "artist": meta.get("Artist", "Unknown Artist"),
                "version": f"{meta.get('Version', 'map')} (AI)"}
     request["keycount" if reference.mode == 3 else "circle_size"] = reference.keycount if reference.mode == 3 else reference.cs
@@ -81,7 +88,9 @@ def evaluate(cfg: DictConfig) -> int:
     """Generate and score every selected reference, write the report; the exit code."""
     try:
         base = generation_config(cfg)
-        load_model(str(base.model_path))  # a bad model folder fails here, not once per map
+        replays = _saved_generations(Path(str(cfg.replay))) if cfg.replay else None
+        if replays is None:
+            load_model(str(base.model_path))  # a bad model folder fails here, not once per map
         entries = find_beatmaps(str(cfg.data_root), split=cfg.split, modes=list(cfg.gamemodes), extract_dir=cfg.extract_dir)
     except (InferenceError, SourceError) as e:
         print(f"error: {e}", file=sys.stderr)
@@ -96,7 +105,7 @@ def evaluate(cfg: DictConfig) -> int:
     rows, skipped, strengths, onset_plot = [], [], {}, None
     for number, entry in enumerate(entries, 1):
         try:
-            row, plot = _evaluate_map(cfg, base, entry, out, tolerances, strengths)
+            row, plot = _evaluate_map(cfg, base, entry, out, tolerances, strengths, replays)
         except (InferenceError, AudioError, BeatmapError) as e:  # this reference cannot be used: say so, go on
             print(f"[{number}/{len(entries)}] {entry.osu_path.name}: skipped: {e}", file=sys.stderr, flush=True)
             skipped.append({"osu": entry.osu_path.name, "reason": str(e)})
@@ -122,9 +131,23 @@ def evaluate(cfg: DictConfig) -> int:
     return 0
 
 
+def _saved_generations(run_dir: Path) -> dict[tuple[str, str], Path]:
+    """(set, reference file name) -> the generation an earlier evaluation saved for it."""
+    try:
+        rows = json.loads((run_dir / "metrics.json").read_text(encoding="utf-8"))["maps"]
+    except (OSError, ValueError, KeyError, TypeError):
+        raise InferenceError(f"replay: {run_dir} holds no evaluation (metrics.json) to replay") from None
+    return {(row["set"], row["osu"]): run_dir / row["generated"] for row in rows if row.get("generated")}
+
+
 def _evaluate_map(cfg: DictConfig, base: DictConfig, entry: BeatmapEntry, out: Path, tolerances: list[int],
-                  strengths: dict) -> tuple[dict, dict | None]:
+                  strengths: dict, replays: dict[tuple[str, str], Path] | None) -> tuple[dict, dict | None]:
     reference = read_beatmap(entry.osu_path)
+    saved = None
+    if replays is not None:
+        saved = replays.get((entry.set_key, entry.osu_path.name))
+        if saved is None:
+            raise InferenceError(f"replay: {cfg.replay} saved no generation for this map")
     stars = star_rating(reference)
     if entry.audio_path not in strengths:
         audio = load_audio(entry.audio_path, DEFAULT_SAMPLE_RATE)
@@ -132,14 +155,15 @@ def _evaluate_map(cfg: DictConfig, base: DictConfig, entry: BeatmapEntry, out: P
     strength, song_ms = strengths[entry.audio_path]
     began = time.perf_counter()
     try:
-        result = run(map_request(base, reference, entry, stars, int(cfg.seed), out / "maps"))
+        result = run(map_request(base, reference, entry, stars, int(cfg.seed), out / "maps", saved))
         generated, problems, error = read_beatmap(result.osu_path), validity_problems_file(result.osu_path), None
+        generation = f"maps/{result.osu_path.stem}{GENERATED_SUFFIX}"  # run() saved it beside the .osu
     except EmptyMapError as e:
-        generated, problems, error = None, [], str(e)
+        generated, problems, error, generation = None, [], str(e), None
     row = score_map(reference, generated, strength, song_ms, tolerances)
     row.update(set=entry.set_key, osu=entry.osu_path.name, mode=reference.mode, requested_stars=stars,
                audio_s=song_ms / 1000, seconds=time.perf_counter() - began, error=error, problems=problems,
-               valid=error is None and not problems)
+               valid=error is None and not problems, generated=generation)
     plot = None
     if reference.mode == 0 and generated is not None:
         plot = _onset_excerpt(strength, reference, generated, f"{entry.osu_path.stem}: human vs generated objects")

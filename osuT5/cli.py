@@ -5,7 +5,7 @@ import re
 
 # Keys whose values are file or folder paths, matched on the last part of a dotted key.
 PATH_KEYS = frozenset({"audio_path", "beatmap_path", "output_path", "model_path", "diff_model_path", "background",
-                       "data_root", "output_dir"})
+                       "generated_path", "data_root", "output_dir", "replay"})
 
 
 def hydra_quote(value: str) -> str:

@@ -11,7 +11,9 @@ import random
 import re
 import time
 from dataclasses import dataclass, replace
+from functools import partial
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
@@ -19,9 +21,11 @@ from omegaconf import DictConfig, OmegaConf
 
 from postprocess.beatmap import build_beatmap
 from postprocess.difficulty import fit_star_rating
+from postprocess.generated import SUFFIX as GENERATED_SUFFIX
+from postprocess.generated import Generation, GeneratedError, read_generated, write_generated
 from postprocess.merge import merge_partial
 from postprocess.package import write_osz
-from postprocess.tempo import beat_support, estimate_redline
+from postprocess.tempo import OnsetEnvelope, beat_support, estimate_redline
 from postprocess.timing import DEFAULT_BEAT_LENGTH, consensus_markers, markers_to_timing_points
 from tokenizer.check import star_rating
 from tokenizer.encode import beatmap_to_groups, hold_note_ratio, is_hitsounded, scroll_speed_ratio, timing_groups
@@ -92,8 +96,9 @@ class Result:
 
     def summary(self) -> str:
         where = self.osz_path or self.osu_path
+        speed = f" ({self.tokens / max(self.seconds, 1e-9):.0f} tokens/s)" if self.tokens else ""
         return (f"{len(self.beatmap.hit_objects)} objects, {self.stars:.2f}*, {self.bpm:g} BPM -> {where} "
-                f"in {self.seconds:.1f} s ({self.tokens / max(self.seconds, 1e-9):.0f} tokens/s)")
+                f"in {self.seconds:.1f} s{speed}")
 
 
 # -- resolving the request ------------------------------------------------------------------------
@@ -363,14 +368,47 @@ def refine_positions(groups: list[Group], refiner: Refiner, redlines: list[Timin
 
 
 def run(cfg: DictConfig) -> Result:
-    """Resolve, generate every requested context, post-process and write the beatmap (and .osz)."""
+    """Resolve, generate every requested context (or read a saved generation), post-process and write the
+    beatmap (and .osz, and with `save_generated` the generation)."""
     began = time.perf_counter()
     request = resolve(cfg)
     if cfg.threads:
         torch.set_num_threads(int(cfg.threads))
     torch.manual_seed(request.seed)
-    device = pick_device(str(cfg.device))
     audio = load_song(request.audio_path, DEFAULT_SAMPLE_RATE)  # before the model: bad audio fails in a second
+    if cfg.generated_path:
+        generation, song_ms, tokens = _saved_generation(request), len(audio) * 1000 / DEFAULT_SAMPLE_RATE, 0
+        onsets = partial(OnsetEnvelope.of, audio, DEFAULT_SAMPLE_RATE)
+    else:
+        generator, generation, song_ms = _run_model(request, audio)
+        onsets, tokens = (lambda: generator.onsets), generator.tokens_generated
+    beatmap = _postprocess(request, generation, onsets, song_ms)
+    if not beatmap.hit_objects:
+        raise EmptyMapError("the model wrote no hit objects for this song; nothing was saved "
+                            "(try another seed, a higher temperature, or check model_path)")
+    osu_path, osz_path = _write(request, beatmap)
+    if cfg.save_generated:
+        write_generated(osu_path.with_name(osu_path.stem + GENERATED_SUFFIX), generation)
+    stars = star_rating(beatmap) if beatmap.hit_objects else 0.0
+    bpm = round(60000 / Timing(beatmap.timing_points).median_beat_length(song_ms), 2)
+    return Result(beatmap, osu_path, osz_path, time.perf_counter() - began, tokens, stars, bpm)
+
+
+def _saved_generation(request: Request) -> Generation:
+    """The generation at `generated_path`, for the requested mode."""
+    try:
+        generation = read_generated(Path(str(request.cfg.generated_path)))
+    except GeneratedError as e:
+        raise InferenceError(str(e)) from None
+    _check(generation.mode == request.mode,
+           f"the saved generation is for gamemode {generation.mode}, not the requested {request.mode}")
+    return generation
+
+
+def _run_model(request: Request, audio: np.ndarray) -> tuple[Generator, Generation, float]:
+    """Load the models and generate: the generator (for its onsets and token count), the generation, song ms."""
+    cfg = request.cfg
+    device = pick_device(str(cfg.device))
     precision = pick_precision(str(cfg.precision), device)
     model, tokenizer = load_generator(cfg, device, precision)
     refiner = load_refiner(cfg, device, tokenizer) if cfg.generate_positions and request.mode in (0, 2) else None
@@ -391,7 +429,21 @@ def run(cfg: DictConfig) -> Result:
                               gamemode=request.mode, lookback_ends_window=bool(cfg.lookback_ends_window))
     generator = Generator(model, tokenizer, audio, sampling, request.seed, float(cfg.lookback), float(cfg.lookahead),
                           int(cfg.max_new_tokens), autocast=autocast, progress=bool(cfg.progress))
-    beatmap = _generate(request, generator, tokenizer, song_ms, refiner)
+    return generator, _generate(request, generator, tokenizer, song_ms, refiner), song_ms
+
+
+def _postprocess(request: Request, generation: Generation, onsets: Callable[[], OnsetEnvelope],
+                 song_ms: float) -> Beatmap:
+    """The playable beatmap: built from the groups on the redlines, fitted to the stars, merged for a remap."""
+    cfg = request.cfg
+    template = _template(request)
+    template.timing_points = list(generation.redlines)
+    onset_snap = float(_per_mode(cfg.onset_snap)[request.mode])
+    beatmap = build_beatmap(generation.groups, template, seed=request.seed,
+                            snap_overlaps=bool(cfg.snap_near_perfect_overlaps), resnap=bool(cfg.resnap_events),
+                            exact_snaps=bool(cfg.exact_snaps),
+                            separate=bool(cfg.separate_starts[request.mode]),
+                            onsets=onsets() if onset_snap > 0 else None, onset_snap_beats=onset_snap)
     jump_fit = cfg.jump_fit[request.mode]
     if cfg.fit_stars and jump_fit is not None and request.metadata.star_rating is not None and not cfg.add_to_beatmap:
         stars = request.metadata.star_rating
@@ -399,13 +451,7 @@ def run(cfg: DictConfig) -> Result:
                                   float(cfg.fit_max_removed))
     if cfg.add_to_beatmap:
         beatmap = merge_partial(request.reference, beatmap, *_range(cfg, song_ms))
-    if not beatmap.hit_objects:
-        raise EmptyMapError("the model wrote no hit objects for this song; nothing was saved "
-                            "(try another seed, a higher temperature, or check model_path)")
-    osu_path, osz_path = _write(request, beatmap)
-    stars = star_rating(beatmap) if beatmap.hit_objects else 0.0
-    bpm = round(60000 / Timing(beatmap.timing_points).median_beat_length(song_ms), 2)
-    return Result(beatmap, osu_path, osz_path, time.perf_counter() - began, generator.tokens_generated, stars, bpm)
+    return beatmap
 
 
 def load_song(path: Path, sample_rate: int, task: str = "map") -> np.ndarray:
@@ -425,18 +471,16 @@ def _range(cfg: DictConfig, song_ms: float) -> tuple[float, float]:
 
 
 def _generate(request: Request, generator: Generator, tokenizer: Tokenizer, song_ms: float,
-              refiner: Refiner | None = None) -> Beatmap:
-    """Timing, then kiai, map and sv passes (each sees the ones before), the refiner, then post-processing."""
+              refiner: Refiner | None = None) -> Generation:
+    """Timing, then kiai, map and sv passes (each sees the ones before), then the refiner."""
     cfg = request.cfg
     start, end = _range(cfg, song_ms)
     reference_groups = beatmap_to_groups(request.reference, tokenizer.config) if request.reference else {}
-    template = _template(tokenizer, request)
     outputs = _planned_outputs(tokenizer, request)
     plan = ContextPlan(in_contexts=_in_contexts(tokenizer, request, reference_groups), finished={},
                        metadata=request.metadata, negative=_negative(cfg, request.metadata))
     windows = generator.windows(cfg.start_time, cfg.end_time)
     redlines = _timing(request, generator, plan, outputs)
-    template.timing_points = redlines
     if ContextType.TIMING in outputs or "TIMING" in request.in_context:
         plan.finished[ContextType.TIMING] = timing_groups(Timing(redlines), song_ms, tokenizer.config)
     generated: list[Group] = []
@@ -458,11 +502,7 @@ def _generate(request: Request, generator: Generator, tokenizer: Tokenizer, song
         generated += [g for g in groups if start - 10 <= g.time <= end + 10]
     if refiner is not None:
         refine_positions(generated, refiner, redlines, request.metadata)
-    onset_snap = float(_per_mode(cfg.onset_snap)[request.mode])
-    return build_beatmap(generated, template, seed=request.seed, snap_overlaps=bool(cfg.snap_near_perfect_overlaps),
-                         resnap=bool(cfg.resnap_events), exact_snaps=bool(cfg.exact_snaps),
-                         separate=bool(cfg.separate_starts[request.mode]),
-                         onsets=generator.onsets if onset_snap > 0 else None, onset_snap_beats=onset_snap)
+    return Generation(request.mode, redlines, generated)
 
 
 def _per_mode(value) -> list:
@@ -551,7 +591,7 @@ def _timing(request: Request, generator: Generator, plan: ContextPlan, outputs: 
     return [estimated]
 
 
-def _template(tokenizer: Tokenizer, request: Request) -> Beatmap:
+def _template(request: Request) -> Beatmap:
     """The settings of the file to write; timing points and objects are filled in later."""
     cfg = request.cfg
     tags = " ".join(filter(None, [str(cfg.tags) if cfg.tags else "", *_generation_tags(cfg, request)]))

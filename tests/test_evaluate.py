@@ -150,6 +150,26 @@ def test_evaluate_writes_a_report_where_a_copying_model_is_perfect(synthetic_cor
     assert metrics["summary"]["overall"]["rhythm_distance"] <= 0.05 and "## Rhythm" in report
 
 
+def test_replay_rescores_the_saved_generations_without_the_model(synthetic_corpus, model_dir, copying_model, tmp_path):
+    first, again = tmp_path / "first", tmp_path / "again"
+    common = [f"data_root={synthetic_corpus}", "generation.threads=1", "+generation.max_new_tokens=24",
+              "+generation.timing_source=model"]
+    assert evaluate(evaluation_config(*common, f"output_dir={first}", f"generation.model_path={model_dir}")) == 0
+    # No model at all: the replay reads the generations the first run saved beside its maps.
+    assert evaluate(evaluation_config(*common, f"output_dir={again}", f"replay={first}",
+                                      f"generation.model_path={tmp_path / 'no_model'}")) == 0
+    rows = [json.loads((out / "metrics.json").read_text())["maps"] for out in (first, again)]
+    assert [r["generated"] for r in rows[0]] == [r["generated"] for r in rows[1]]
+    assert all((first / r["generated"]).is_file() for r in rows[0])
+    assert [(r["osu"], r["model"], r["achieved_stars"]) for r in rows[0]] == [(r["osu"], r["model"], r["achieved_stars"]) for r in rows[1]]
+
+
+def test_replay_of_a_folder_without_an_evaluation_is_one_sentence(synthetic_corpus, tmp_path, capsys):
+    assert evaluate(evaluation_config(f"data_root={synthetic_corpus}", f"output_dir={tmp_path / 'out'}",
+                                      f"replay={tmp_path}")) == 1
+    assert capsys.readouterr().err.strip() == f"error: replay: {tmp_path} holds no evaluation (metrics.json) to replay"
+
+
 def test_a_model_that_writes_nothing_scores_zero_and_counts_as_invalid(synthetic_corpus, model_dir, tokenizer,
                                                                        monkeypatch, tmp_path):
     replay_maps(monkeypatch, tokenizer, lambda mode: Beatmap())

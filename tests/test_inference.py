@@ -15,6 +15,7 @@ from hydra import compose, initialize_config_dir
 
 from conftest import REPO_ROOT, circle, click_track, mania_hold, mania_note, osu_text, replay_maps
 from inference import generate
+from osuT5.cli import hydra_quote
 from osuT5.pipeline import InferenceError, _density_control, pick_precision, run
 from osuT5.sequence import BeatmapMetadata
 from postprocess.validate import validity_problems
@@ -147,6 +148,25 @@ def test_a_reference_fills_the_unset_settings(model_dir, song, human_model):
 
 
 # -- bad input ----------------------------------------------------------------------------------------
+def test_a_saved_generation_is_post_processed_again_without_the_model(model_dir, song, human_model, tmp_path):
+    first = run(config(model_dir, f"audio_path={song}", "difficulty=3", "save_generated=true"))
+    saved = first.osu_path.with_name(first.osu_path.stem + ".generated.json")
+    assert saved.is_file() and files(song.parent) == {"audio.ogg", first.osu_path.name, saved.name}
+
+    def replayed(*overrides: str):
+        # A missing model folder: only the saved generation is read.
+        return run(config(tmp_path / "no_model", f"audio_path={song}", f"generated_path={hydra_quote(str(saved))}",
+                          f"output_path={tmp_path / 'out'}", *overrides))
+
+    again = replayed("difficulty=3")
+    assert again.tokens == 0 and again.osu_path.parent == tmp_path / "out" and "tokens/s" not in again.summary()
+    assert object_lines(again.osu_path) == object_lines(first.osu_path)
+    # Post-processing settings do apply: a lower target removes objects, no fitting keeps them all.
+    assert len(replayed("difficulty=1").beatmap.hit_objects) < len(replayed("fit_stars=false").beatmap.hit_objects)
+    with pytest.raises(InferenceError, match="the saved generation is for gamemode 0, not the requested 3"):
+        replayed("gamemode=3")
+
+
 def bad_inputs(folder: Path, song: Path) -> dict[str, tuple[list[str], str]]:
     (folder / "noise.mp3").write_bytes(b"this is not audio" * 100)
     (folder / "song.txt").write_text("la la la")
@@ -170,12 +190,17 @@ def bad_inputs(folder: Path, song: Path) -> dict[str, tuple[list[str], str]]:
         "missing model": ([f"audio_path={song}", f"model_path={folder / 'no_model'}"], "is not a model folder"),
         "missing refiner": ([f"audio_path={song}", "generate_positions=true", f"diff_model_path={folder / 'none'}"],
                             "holds no refiner"),
+        "missing generation": ([f"audio_path={song}", f"generated_path={folder / 'none.generated.json'}"],
+                               "cannot read the saved generation"),
+        "not a generation": ([f"audio_path={song}", f"generated_path={folder / 'not_a_map.osu'}"],
+                             "is not a saved generation"),
     }
 
 
 @pytest.mark.parametrize("case", ["missing audio", "unreadable audio", "unsupported format", "empty audio", "silent audio",
                                   "not a beatmap", "gamemode 7", "difficulty -1", "keycount 0", "cfg_scale 0",
-                                  "output is a file", "output cannot be made", "missing model", "missing refiner"])
+                                  "output is a file", "output cannot be made", "missing model", "missing refiner",
+                                  "missing generation", "not a generation"])
 def test_bad_input_gets_one_sentence_and_writes_nothing(model_dir, song, tmp_path, capsys, case):
     folder = tmp_path / "inputs"
     folder.mkdir()

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import copy
+import json
 import math
 import zipfile
 
@@ -9,6 +10,7 @@ import numpy as np
 import pytest
 
 from postprocess.beatmap import build_beatmap
+from postprocess.generated import Generation, GeneratedError, read_generated, write_generated
 from postprocess.merge import merge_partial
 from postprocess.package import write_osz
 from postprocess.tempo import OnsetEnvelope
@@ -302,6 +304,23 @@ def test_an_onset_tick_taken_by_one_object_is_not_free_for_the_next_except_in_an
     assert onset_snapped([note(1200, snap=2), note(1300, snap=2)], {1250: 1.0}) == [1250, 1500]
     chord = [Group(T.CIRCLE, 1200.0, snap=2, column=0), Group(T.CIRCLE, 1300.0, snap=2, column=1)]
     assert onset_snapped(chord, {1250: 1.0}, mode=3) == [1250, 1250]
+
+
+def test_a_saved_generation_reads_back_equal_and_a_damaged_one_is_one_error(tmp_path):
+    groups = [*slider(1000, 1500, (100, 100), (300, 100), sv=1.2, volume=70), note(2000, None, None, distance=120),
+              Group(T.KIAI, 2500.0, value=1), in_column(T.HOLD_NOTE, 3000, 2)]
+    generation = Generation(0, [TimingPoint(250.0, 500.0, volume=60)], groups)
+    path = tmp_path / "map.generated.json"
+    write_generated(path, generation)
+    assert read_generated(path) == generation and [p.name for p in tmp_path.iterdir()] == [path.name]
+    damaged = json.loads(path.read_text())
+    damaged["groups"][0]["type"] = "not a type"
+    path.write_text(json.dumps(damaged))
+    with pytest.raises(GeneratedError, match="is a damaged saved generation"):
+        read_generated(path)
+    path.write_text("[1, 2]")
+    with pytest.raises(GeneratedError, match="is not a saved generation"):
+        read_generated(path)
 
 
 def test_mania_duplicates_and_notes_inside_holds_are_dropped():
