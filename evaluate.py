@@ -27,7 +27,6 @@ from osuT5.cli import quote_paths
 from osuT5.model import load_model
 from osuT5.pipeline import EmptyMapError, InferenceError, run
 from osuT5.sources import BeatmapEntry, SourceError, find_beatmaps
-from postprocess.generated import SUFFIX as GENERATED_SUFFIX
 from postprocess.validate import validity_problems_file
 from tokenizer.check import star_rating
 from tokenizer.osu_file import Beatmap, BeatmapError, read_beatmap
@@ -157,7 +156,7 @@ def _evaluate_map(cfg: DictConfig, base: DictConfig, entry: BeatmapEntry, out: P
     try:
         result = run(map_request(base, reference, entry, stars, int(cfg.seed), out / "maps", saved))
         generated, problems, error = read_beatmap(result.osu_path), validity_problems_file(result.osu_path), None
-        generation = f"maps/{result.osu_path.stem}{GENERATED_SUFFIX}"  # run() saved it beside the .osu
+        generation = f"maps/{result.generated_path.name}"
     except EmptyMapError as e:
         generated, problems, error, generation = None, [], str(e), None
     row = score_map(reference, generated, strength, song_ms, tolerances)

@@ -93,6 +93,7 @@ class Result:
     tokens: int
     stars: float
     bpm: float
+    generated_path: Path | None = None  # the saved generation, with save_generated
 
     def summary(self) -> str:
         where = self.osz_path or self.osu_path
@@ -387,11 +388,12 @@ def run(cfg: DictConfig) -> Result:
         raise EmptyMapError("the model wrote no hit objects for this song; nothing was saved "
                             "(try another seed, a higher temperature, or check model_path)")
     osu_path, osz_path = _write(request, beatmap)
-    if cfg.save_generated:
-        write_generated(osu_path.with_name(osu_path.stem + GENERATED_SUFFIX), generation)
+    generated_path = _free_name(osu_path.parent, osu_path.stem, GENERATED_SUFFIX) if cfg.save_generated else None
+    if generated_path is not None:
+        write_generated(generated_path, generation)
     stars = star_rating(beatmap) if beatmap.hit_objects else 0.0
     bpm = round(60000 / Timing(beatmap.timing_points).median_beat_length(song_ms), 2)
-    return Result(beatmap, osu_path, osz_path, time.perf_counter() - began, tokens, stars, bpm)
+    return Result(beatmap, osu_path, osz_path, time.perf_counter() - began, tokens, stars, bpm, generated_path)
 
 
 def _saved_generation(request: Request) -> Generation:

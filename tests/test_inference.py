@@ -150,8 +150,9 @@ def test_a_reference_fills_the_unset_settings(model_dir, song, human_model):
 # -- bad input ----------------------------------------------------------------------------------------
 def test_a_saved_generation_is_post_processed_again_without_the_model(model_dir, song, human_model, tmp_path):
     first = run(config(model_dir, f"audio_path={song}", "difficulty=3", "save_generated=true"))
-    saved = first.osu_path.with_name(first.osu_path.stem + ".generated.json")
-    assert saved.is_file() and files(song.parent) == {"audio.ogg", first.osu_path.name, saved.name}
+    saved = first.generated_path
+    assert saved == first.osu_path.with_name(first.osu_path.stem + ".generated.json")
+    assert files(song.parent) == {"audio.ogg", first.osu_path.name, saved.name}
 
     def replayed(*overrides: str):
         # A missing model folder: only the saved generation is read.
