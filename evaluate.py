@@ -9,7 +9,6 @@ All parameters are in configs/evaluate.yaml. Bad input ends with one sentence an
 """
 from __future__ import annotations
 
-import json
 import sys
 import time
 from collections import defaultdict
@@ -20,7 +19,7 @@ import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
 from evaluation.metrics import onsets
-from evaluation.report import primary_tolerance, summarize, write_report
+from evaluation.report import NoEvaluationError, primary_tolerance, read_rows, summarize, write_report
 from evaluation.scoring import score_map
 from osuT5.audio import DEFAULT_SAMPLE_RATE, AudioError, load_audio, onset_strength
 from osuT5.cli import quote_paths
@@ -133,10 +132,10 @@ def evaluate(cfg: DictConfig) -> int:
 def _saved_generations(run_dir: Path) -> dict[tuple[str, str], Path]:
     """(set, reference file name) -> the generation an earlier evaluation saved for it."""
     try:
-        rows = json.loads((run_dir / "metrics.json").read_text(encoding="utf-8"))["maps"]
-    except (OSError, ValueError, KeyError, TypeError):
-        raise InferenceError(f"replay: {run_dir} holds no evaluation (metrics.json) to replay") from None
-    return {(row["set"], row["osu"]): run_dir / row["generated"] for row in rows if row.get("generated")}
+        rows = read_rows(run_dir)
+    except NoEvaluationError as e:
+        raise InferenceError(f"replay: {e}") from None
+    return {key: run_dir / row["generated"] for key, row in rows.items() if row.get("generated")}
 
 
 def _evaluate_map(cfg: DictConfig, base: DictConfig, entry: BeatmapEntry, out: Path, tolerances: list[int],

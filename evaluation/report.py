@@ -18,6 +18,19 @@ SYSTEM_NAMES = {"model": "model", "flux": "spectral flux (oracle count)", "grid"
 STAR_RANGE = (2.0, 6.0)  # osu! star-rating acceptance range
 
 
+class NoEvaluationError(ValueError):
+    """A folder without an evaluation's metrics.json."""
+
+
+def read_rows(run_dir: Path) -> dict[tuple[str, str], dict]:
+    """(set, reference file name) -> that map's row in an earlier evaluation's metrics.json."""
+    try:
+        rows = json.loads((Path(run_dir) / "metrics.json").read_text(encoding="utf-8"))["maps"]
+        return {(row["set"], row["osu"]): row for row in rows}
+    except (OSError, ValueError, KeyError, TypeError):
+        raise NoEvaluationError(f"{run_dir} holds no evaluation (metrics.json)") from None
+
+
 def primary_tolerance(tolerances: list[int]) -> str:
     """The tolerance the plots and precision/recall columns use: 20 ms when evaluated, else the middle one."""
     return str(20 if 20 in tolerances else sorted(tolerances)[len(tolerances) // 2])

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -10,6 +11,7 @@ from hydra import compose, initialize_config_dir
 from conftest import REPO_ROOT, circle, click_track, mania_note, osu_text, replay_maps
 from evaluate import evaluate, select
 from evaluation.baselines import flux_onsets, half_beat_grid
+from evaluation.compare import main as compare_main
 from evaluation.metrics import (beat_phase_error, column_score, match, notes, onset_score, onsets, rhythm_distance,
                                 rhythm_shares)
 from evaluation.scoring import score_map
@@ -110,6 +112,30 @@ def test_score_map_of_the_reference_itself_is_perfect_and_a_failure_scores_zero(
     assert failed["rhythm"] is None and failed["rhythm_distance"] is None
 
 
+def write_run(folder: Path, f1s: dict[str, float], stars: float = 4.0) -> Path:
+    """A minimal evaluation folder: one osu! row per map name with its F1@20."""
+    folder.mkdir()
+    rows = [{"set": "S1", "osu": name, "mode": 0, "model": {"20": {"precision": f1, "recall": f1, "f1": f1}},
+             "objects_per_s": 2.0, "achieved_stars": stars, "requested_stars": 4.0, "rhythm_distance": None}
+            for name, f1 in f1s.items()]
+    (folder / "metrics.json").write_text(json.dumps({"maps": rows}))
+    return folder
+
+
+def test_compare_pairs_the_maps_both_runs_scored(tmp_path, capsys):
+    before = write_run(tmp_path / "before", {"a.osu": 0.4, "b.osu": 0.5, "c.osu": 0.6, "only_before.osu": 0.0})
+    after = write_run(tmp_path / "after", {"a.osu": 0.5, "b.osu": 0.5, "c.osu": 0.8}, stars=4.5)
+    assert compare_main([str(before), str(after)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == "osu!: 3 maps in both runs"
+    f1 = next(line for line in lines if "F1@20" in line).split()
+    assert f1[1:4] == ["0.500", "->", "0.600"] and f1[6:] == ["+0.100", "±", "0.058,", "2", "up,", "0", "down"]
+    assert any(line.split()[-3:] == ["0.000", "->", "0.500"] for line in lines if "stars error" in line)
+    assert not any("rhythm" in line for line in lines)  # no map has it
+    assert compare_main([str(before), str(tmp_path / "missing")]) == 1
+    assert capsys.readouterr().err.strip() == f"error: {tmp_path / 'missing'} holds no evaluation (metrics.json)"
+
+
 def test_select_spreads_over_sets_and_difficulties(tmp_path):
     entries = [BeatmapEntry(tmp_path / f"{s}{k}.osu", tmp_path / "a.ogg", s, "val", 0, star_rating=float(k))
                for s in ("A", "B") for k in range(4)]
@@ -167,7 +193,7 @@ def test_replay_rescores_the_saved_generations_without_the_model(synthetic_corpu
 def test_replay_of_a_folder_without_an_evaluation_is_one_sentence(synthetic_corpus, tmp_path, capsys):
     assert evaluate(evaluation_config(f"data_root={synthetic_corpus}", f"output_dir={tmp_path / 'out'}",
                                       f"replay={tmp_path}")) == 1
-    assert capsys.readouterr().err.strip() == f"error: replay: {tmp_path} holds no evaluation (metrics.json) to replay"
+    assert capsys.readouterr().err.strip() == f"error: replay: {tmp_path} holds no evaluation (metrics.json)"
 
 
 def test_a_model_that_writes_nothing_scores_zero_and_counts_as_invalid(synthetic_corpus, model_dir, tokenizer,
