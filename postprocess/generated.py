@@ -24,6 +24,7 @@ class GeneratedError(ValueError):
 
 @dataclass
 class Generation:
+    """What the model wrote for one song, before post-processing: every pass's groups and the redlines."""
     mode: int
     redlines: list[TimingPoint]
     groups: list[Group]
