@@ -36,8 +36,11 @@ def write_generated(path: Path, generation: Generation) -> None:
             "redlines": [dataclasses.asdict(p) for p in generation.redlines],
             "groups": [{**dataclasses.asdict(g), "type": g.type.value} for g in generation.groups]}
     partial = path.with_name(path.name + ".part")
-    partial.write_text(json.dumps(data, separators=(",", ":")), encoding="utf-8")
-    partial.replace(path)
+    try:
+        partial.write_text(json.dumps(data, separators=(",", ":")), encoding="utf-8")
+        partial.replace(path)
+    finally:
+        partial.unlink(missing_ok=True)
 
 
 def read_generated(path: Path) -> Generation:

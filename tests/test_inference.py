@@ -147,7 +147,6 @@ def test_a_reference_fills_the_unset_settings(model_dir, song, human_model):
     assert all(o.kind != HOLD or o.end_time > o.time for o in beatmap.hit_objects)
 
 
-# -- bad input ----------------------------------------------------------------------------------------
 def test_a_saved_generation_is_post_processed_again_without_the_model(model_dir, song, human_model, tmp_path):
     first = run(config(model_dir, f"audio_path={song}", "difficulty=3", "save_generated=true"))
     saved = first.generated_path
@@ -168,6 +167,7 @@ def test_a_saved_generation_is_post_processed_again_without_the_model(model_dir,
         replayed("gamemode=3")
 
 
+# -- bad input ----------------------------------------------------------------------------------------
 def bad_inputs(folder: Path, song: Path) -> dict[str, tuple[list[str], str]]:
     (folder / "noise.mp3").write_bytes(b"this is not audio" * 100)
     (folder / "song.txt").write_text("la la la")
