@@ -17,8 +17,6 @@ from tokenizer.decode import TIME_STEP_MS
 
 from .audio import ONSET_HOP_MS
 
-STRONG_PERCENTILE = 99.0  # onset strength at this percentile of the song's frames counts as 1
-
 
 @dataclass
 class OnsetPrior:
@@ -33,7 +31,7 @@ class OnsetPrior:
         radius = max(int(round(TIME_STEP_MS / 2 / ONSET_HOP_MS)), 1)
         padded = np.pad(values, radius)
         pooled = np.lib.stride_tricks.sliding_window_view(padded, 2 * radius + 1).max(axis=1)
-        strong = np.percentile(values, STRONG_PERCENTILE) if len(values) else 0.0
+        strong = envelope.strong
         scaled = np.clip(pooled / strong, 0.0, 1.0) if strong > 0 else np.zeros_like(pooled)
         return cls(envelope.times, scaled, float(weight))
 

@@ -24,6 +24,7 @@ from postprocess.difficulty import fit_star_rating
 from postprocess.generated import SUFFIX as GENERATED_SUFFIX
 from postprocess.generated import Generation, GeneratedError, read_generated, write_generated
 from postprocess.merge import merge_partial
+from postprocess.onset_fill import OnsetFill, fill_onsets
 from postprocess.package import write_osz
 from postprocess.tempo import OnsetEnvelope, beat_support, estimate_redline
 from postprocess.timing import DEFAULT_BEAT_LENGTH, consensus_markers, markers_to_timing_points
@@ -243,10 +244,16 @@ def _check_sampling(cfg: DictConfig) -> None:
     density = cfg.target_density
     _check(density in (None, "auto") or (isinstance(density, (int, float)) and density > 0),
            f"target_density must be auto, null (off) or objects per second above 0, not {density}")
-    for name, what in (("onset_prior", "a weight"), ("onset_snap", "a number of beats")):
+    for name, what in (("onset_prior", "a weight"), ("onset_snap", "a number of beats"), ("onset_fill", "a share of target_density")):
         values = _per_mode(cfg[name])
         _check(len(values) == 4 and all(isinstance(v, (int, float)) and not isinstance(v, bool) and v >= 0 for v in values),
                f"{name} must be {what} of 0 (off) or more, or one per mode 0-3, not {cfg[name]}")
+    for name, what in (("onset_fill_gap", "ms"), ("onset_fill_strength", "a share of the song's strong onsets"),
+                       ("onset_fill_drop", "a share of the song's strong onsets")):
+        _check(isinstance(cfg[name], (int, float)) and not isinstance(cfg[name], bool) and cfg[name] >= 0,
+               f"{name} must be {what}, 0 or more, not {cfg[name]}")
+    _check(isinstance(cfg.onset_fill_divisor, int) and not isinstance(cfg.onset_fill_divisor, bool)
+           and 1 <= cfg.onset_fill_divisor <= 16, f"onset_fill_divisor must be a snap divisor from 1 to 16, not {cfg.onset_fill_divisor}")
     separate = cfg.separate_starts
     _check((OmegaConf.is_list(separate) or isinstance(separate, (list, tuple))) and len(separate) == 4
            and all(isinstance(v, bool) for v in separate),
@@ -441,11 +448,18 @@ def _postprocess(request: Request, generation: Generation, onsets: Callable[[], 
     template = _template(request)
     template.timing_points = list(generation.redlines)
     onset_snap = float(_per_mode(cfg.onset_snap)[request.mode])
+    fill_share, target = float(_per_mode(cfg.onset_fill)[request.mode]), _target_density(cfg, request.metadata)
+    filling = fill_share > 0 and target is not None and not cfg.add_to_beatmap
+    envelope = onsets() if onset_snap > 0 or filling else None
     beatmap = build_beatmap(generation.groups, template, seed=request.seed,
                             snap_overlaps=bool(cfg.snap_near_perfect_overlaps), resnap=bool(cfg.resnap_events),
                             exact_snaps=bool(cfg.exact_snaps),
                             separate=bool(cfg.separate_starts[request.mode]),
-                            onsets=onsets() if onset_snap > 0 else None, onset_snap_beats=onset_snap)
+                            onsets=envelope, onset_snap_beats=onset_snap)
+    if filling:
+        fill = OnsetFill(fill_share * target, float(cfg.onset_fill_gap), float(cfg.onset_fill_strength), int(cfg.onset_fill_divisor),
+                         float(cfg.onset_fill_drop))
+        beatmap = fill_onsets(beatmap, envelope, fill, song_ms)
     jump_fit = cfg.jump_fit[request.mode]
     if cfg.fit_stars and jump_fit is not None and request.metadata.star_rating is not None and not cfg.add_to_beatmap:
         stars = request.metadata.star_rating
@@ -513,14 +527,22 @@ def _per_mode(value) -> list:
 
 
 def _density_control(cfg: DictConfig, meta: BeatmapMetadata, beat_ms: float | None = None) -> DensityControl | None:
-    """The map pass's density target: the given objects per second, or (auto) human maps' at the requested stars."""
-    if cfg.target_density is None or (cfg.target_density == "auto" and meta.star_rating is None):
+    """The map pass's density control, steering toward `_target_density`."""
+    target = _target_density(cfg, meta)
+    if target is None:
         return None
-    target = (from_stars(meta.star_rating, tuple(cfg.density_fit[meta.mode])) if cfg.target_density == "auto"
-              else float(cfg.target_density))
     return DensityControl(target, share=float(cfg.density_min_gap[meta.mode]), horizon_ms=float(cfg.density_horizon),
                           gain=float(cfg.density_gain), tolerance=float(cfg.density_tolerance[meta.mode]),
                           beat_ms=beat_ms)
+
+
+def _target_density(cfg: DictConfig, meta: BeatmapMetadata) -> float | None:
+    """Objects per second to aim for: the given number, or (auto) human maps' at the requested stars."""
+    if cfg.target_density is None or (cfg.target_density == "auto" and meta.star_rating is None):
+        return None
+    if cfg.target_density == "auto":
+        return from_stars(meta.star_rating, tuple(cfg.density_fit[meta.mode]))
+    return float(cfg.target_density)
 
 
 def _planned_outputs(tokenizer: Tokenizer, request: Request) -> list[ContextType]:

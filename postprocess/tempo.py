@@ -30,6 +30,7 @@ PHASE_LATENCY_MS = 10.0  # the folded peak trails the mapped beats by 9.6 ms (me
 
 BEAT_WINDOW_MS = 20.0  # onset strength this close to a beat counts as on it
 PEAK_WINDOW_MS = (-10.0, 15.0)  # onset strength this far before and after a tick counts for it (peaks trail by ~8 ms)
+STRONG_PERCENTILE = 99.0  # onset strength at this percentile of the song's frames is a strong onset
 
 
 @dataclass
@@ -44,6 +45,11 @@ class OnsetEnvelope:
         radius = max(int(LOCAL_MEAN_MS / ONSET_HOP_MS / 2), 1)
         kernel = np.ones(2 * radius + 1) / (2 * radius + 1)
         return cls(times, np.maximum(strength - np.convolve(strength, kernel, mode="same"), 0.0))
+
+    @property
+    def strong(self) -> float:
+        """The strength of a strong onset in this song (0 for silence): what onset strengths are scaled by."""
+        return float(np.percentile(self.values, STRONG_PERCENTILE)) if len(self.values) else 0.0
 
     def peak_near(self, ticks: np.ndarray) -> np.ndarray:
         """The strongest onset from 10 ms before to 15 ms after each tick (0 outside the song)."""

@@ -335,6 +335,31 @@ def test_a_bad_target_density_is_one_sentence(model_dir, fast_song, value):
         run(config(model_dir, f"audio_path={fast_song}", f"target_density={value}"))
 
 
+@pytest.mark.parametrize("setting, words", [("onset_fill_gap=-5", "onset_fill_gap must be ms, 0 or more"),
+                                            ("onset_fill_strength=loud", "onset_fill_strength must be a share of the song's strong"),
+                                            ("onset_fill_divisor=0", "onset_fill_divisor must be a snap divisor from 1 to 16"),
+                                            ("onset_fill_divisor=2.5", "onset_fill_divisor must be a snap divisor")])
+def test_bad_onset_fill_settings_are_one_sentence(model_dir, fast_song, setting, words):
+    with pytest.raises(InferenceError, match=words):
+        run(config(model_dir, f"audio_path={fast_song}", setting))
+
+
+def test_onset_fill_puts_circles_on_the_clicks_a_sparse_map_skipped(model_dir, song, monkeypatch, tokenizer):
+    every_other_beat = [circle(100 + 20 * k, 200, 750 + 1000 * k) for k in range(10)]  # the clicks are every 500 ms from 250
+    sparse = osu_text(0, every_other_beat, ["250,500,4,2,0,60,1,0"], general={"AudioFilename": "audio.ogg"})
+    replay_maps(monkeypatch, tokenizer, lambda mode: parse_beatmap(sparse))
+    settings = [f"audio_path={song}", "gamemode=0", "timing_source=model", "target_density=2", "fit_stars=false"]
+    plain = [o.time for o in read_beatmap(run(config(model_dir, *settings)).osu_path).hit_objects]
+    filling = ["onset_fill=1", "onset_fill_strength=0.1", "output_path=" + str(song.parent / "filled")]  # synthetic clicks peak late
+    result = run(config(model_dir, *settings, *filling))
+    filled = read_beatmap(result.osu_path)
+    added = sorted({o.time for o in filled.hit_objects} - set(plain))
+    off_click = lambda t: abs((t - 250 + 250) % 500 - 250)  # ms to the nearest click (the timing is the model's: within 10)
+    assert len(plain) == 10 and max(abs(t - (750 + 1000 * k)) for k, t in enumerate(plain)) <= 10
+    assert len(added) == 9 and max(map(off_click, added)) <= 10  # every click between the first and last object
+    assert validity_problems(filled) == []
+
+
 @pytest.mark.parametrize("mode, stars, free_above", [(0, 1.5, 2.5), (2, 0.5, 1.0)])
 def test_osu_and_catch_maps_are_fitted_to_the_requested_stars_unless_asked_not_to(model_dir, song, human_model, mode,
                                                                                   stars, free_above):
@@ -351,7 +376,8 @@ def test_mania_maps_are_not_fitted(model_dir, song, human_model):
     assert mania.stars > 0.75  # taiko and mania star ratings follow density alone
 
 
-@pytest.mark.parametrize("name, what", [("onset_prior", "a weight"), ("onset_snap", "a number of beats")])
+@pytest.mark.parametrize("name, what", [("onset_prior", "a weight"), ("onset_snap", "a number of beats"),
+                                        ("onset_fill", "a share of target_density")])
 @pytest.mark.parametrize("value", ["-1", "[1,2]", "true", "strong"])
 def test_a_bad_onset_prior_or_onset_snap_is_one_sentence(model_dir, fast_song, name, what, value):
     with pytest.raises(InferenceError, match=f"{name} must be {what} of 0"):

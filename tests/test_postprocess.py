@@ -12,6 +12,7 @@ import pytest
 from postprocess.beatmap import build_beatmap
 from postprocess.generated import Generation, GeneratedError, read_generated, write_generated
 from postprocess.merge import merge_partial
+from postprocess.onset_fill import OnsetFill, fill_onsets
 from postprocess.package import write_osz
 from postprocess.tempo import OnsetEnvelope
 from postprocess.timing import consensus_markers, markers_to_timing_points
@@ -19,7 +20,7 @@ from postprocess.validate import validity_problems, validity_problems_file
 from tokenizer.decode import events_to_groups
 from tokenizer.encode import tokenize_windows
 from tokenizer.events import EventType, Group
-from tokenizer.osu_file import BeatmapError, HitObject, format_beatmap, parse_beatmap
+from tokenizer.osu_file import Beatmap, BeatmapError, HitObject, format_beatmap, parse_beatmap
 from tokenizer.timing import TimingPoint
 
 from conftest import circle, mania_hold, mania_note, osu_text
@@ -304,6 +305,55 @@ def test_an_onset_tick_taken_by_one_object_is_not_free_for_the_next_except_in_an
     assert onset_snapped([note(1200, snap=2), note(1300, snap=2)], {1250: 1.0}) == [1250, 1500]
     chord = [Group(T.CIRCLE, 1200.0, snap=2, column=0), Group(T.CIRCLE, 1300.0, snap=2, column=1)]
     assert onset_snapped(chord, {1250: 1.0}, mode=3) == [1250, 1250]
+
+
+def fill_map(objects: list[str], peaks: dict[float, float], target: float = 10.0, mode: int = 0, **fill) -> Beatmap:
+    """fill_onsets on a 5 s, 120 BPM map whose song has 12 full-strength onsets off the 1/2 grid (+100 ms),
+    so its strong onset is 1, plus `peaks`."""
+    background = {250 * k + 100: 1.0 for k in range(12)}
+    beatmap = parse_beatmap(osu_text(mode, hit_objects=objects, difficulty={"CircleSize": "4"}))
+    return fill_onsets(beatmap, onset_envelope({**background, **peaks}), OnsetFill(target, **fill), song_ms=5000.0)
+
+
+def filled(objects: list[str], peaks: dict[float, float], target: float = 10.0, mode: int = 0, **fill) -> list[tuple]:
+    """(time, x, y) of every object after fill_map."""
+    return [(o.time, o.x, o.y) for o in fill_map(objects, peaks, target, mode, **fill).hit_objects]
+
+
+def test_circles_go_on_the_strongest_unmapped_ticks_between_the_objects_around_them():
+    ends = [circle(100, 100, 0), circle(300, 100, 4000)]
+    peaks = {1000: 1.0, 2000: 0.8, 3000: 0.2, 1040: 1.0}  # 3000: under the 0.3 floor; 1040: not a 1/2 tick
+    assert filled(ends, peaks) == [(0, 100, 100), (1000, 150, 100), (2000, 200, 100), (4000, 300, 100)]
+    assert filled(ends, peaks, target=0.6) == [(0, 100, 100), (1000, 150, 100), (4000, 300, 100)]  # 3 objects in 5 s
+    assert filled(ends, peaks, target=0.4) == [(0, 100, 100), (4000, 300, 100)]  # dense enough already
+    assert filled(ends, {4500: 1.0, 1000: 1.0}) == [(0, 100, 100), (1000, 150, 100), (4000, 300, 100)]  # after the last
+
+
+def test_circles_on_silent_ticks_move_to_strong_ones_and_sliders_stay():
+    objects = [circle(100, 100, 0), circle(200, 100, 1000, new_combo=True), "100,300,2500,2,0,L|300:300,1,70",
+               circle(300, 100, 4000)]
+    peaks = {0: 1.0, 3500: 0.9, 4000: 1.0}  # 1000 and the slider's head at 2500 are silent
+    assert [t for t, _, _ in filled(objects, peaks, target=0.4, drop_below=0.05)] == [0, 2500, 3500, 4000]
+    combos = [o.new_combo for o in fill_map(objects, peaks, target=0.4, drop_below=0.05).hit_objects]
+    assert combos == [False, True, False, False]  # the combo begins on the slider now
+    assert [t for t, _, _ in filled(objects, peaks, target=0.4)] == [0, 1000, 2500, 4000]  # off: dense enough already
+    assert [t for t, _, _ in filled(objects, {0: 1.0}, target=0.4, drop_below=0.05)] == [0, 1000, 2500, 4000]  # nowhere to go
+    # a circle weaker than drop_below but over the floor is taken out; its own tick may win back, once
+    assert [t for t, _, _ in filled(objects, {0: 1.0, 1000: 0.4, 4000: 1.0}, target=0.4, drop_below=0.5)] == [0, 1000, 2500, 4000]
+
+
+def test_added_circles_keep_their_gap_from_objects_and_stay_off_slider_bodies():
+    objects = [circle(100, 100, 0), "100,300,1000,2,0,L|300:300,1,140", circle(400, 300, 3050)]  # 140 px: 1000-1500
+    peaks = {1250: 1.0, 1500: 1.0, 1750: 0.9, 3000: 1.0, 2250: 0.8}  # its body, its end, free, 50 ms before 3050, free
+    assert [t for t, _, _ in filled(objects, peaks)] == [0, 1000, 1750, 2250, 3050]
+    # from the slider's end (240, 300) at 1500 toward (400, 300) at 3050: 250 / 1550 of the way
+    assert filled(objects, {1750: 1.0})[2] == (1750, 266, 300)
+
+
+def test_a_mania_note_goes_in_the_column_free_longest_and_a_hold_keeps_only_its_own_column():
+    notes = [mania_hold(0, 4, 0, 3500), mania_note(1, 4, 0), mania_note(2, 4, 1500), mania_note(3, 4, 1000), mania_note(1, 4, 4000)]
+    added = [o for o in filled(notes, {2500: 1.0}, mode=3) if o[0] == 2500]
+    assert added == [(2500, 192, 192)]  # column 1 was last hit at 0, column 0 is held
 
 
 def test_a_saved_generation_reads_back_equal_and_a_damaged_one_is_one_error(tmp_path):

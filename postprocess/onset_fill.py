@@ -1,0 +1,159 @@
+"""Circles on the song's strongest beats: where the model left them empty, and instead of circles on silence.
+
+The small generator knows where the beats are better than which of them a mapper plays. On the 54
+val osu! maps its circles on ticks where the song is silent (onset strength under 0.05 of a strong
+onset) match a human object within 20 ms 13% of the time (all its objects: 52%), while the empty
+1/2-beat ticks with a strong onset (0.3 and up) match 37-43% of the time. A map scores better, and
+follows the music more closely, with the second kind than the first.
+
+So circles on ticks weaker than `drop_below` are taken out, then every tick of the map's
+1/`divisor` grid between its first and last object is a candidate, scored by the onset strength on
+it (OnsetEnvelope.peak_near over OnsetEnvelope.strong): the strongest ones of at least `floor` get a
+circle first, each at least `min_gap_ms` from every object and outside sliders and spinners (mania:
+only notes' starts), until the map has its old number of objects or `target` objects per second,
+whichever is more. Where too few ticks are free, the strongest circles taken out come back (those
+not within `min_gap_ms` of a new one).
+Sliders, spinners and holds are never moved: their shape is the model's.
+
+A circle goes on the straight line from the previous object's end to the next object's start, as far
+along as it is in time (a taiko don; a mania note in the column free longest).
+"""
+from __future__ import annotations
+
+import bisect
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from tokenizer.osu_file import CIRCLE, SLIDER, Beatmap, HitObject
+from tokenizer.timing import Timing
+
+from .tempo import OnsetEnvelope
+
+
+@dataclass
+class OnsetFill:
+    """How far to fill: `target` objects/s over the song; candidates every 1/`divisor` beat."""
+    target: float
+    min_gap_ms: float = 100.0
+    floor: float = 0.3
+    divisor: int = 2
+    drop_below: float = 0.0  # circles on ticks weaker than this are taken out first (their number is filled again)
+
+
+def fill_onsets(beatmap: Beatmap, onsets: OnsetEnvelope, fill: OnsetFill, song_ms: float) -> Beatmap:
+    """`beatmap` with circles added on strong unmapped ticks (changed in place and returned).
+
+    With `fill.drop_below`, circles on weaker ticks are taken out first and as many strong ticks are
+    filled again; where too few strong ticks are free, the strongest of those circles come back.
+    """
+    objects = sorted(beatmap.hit_objects, key=lambda o: o.time)
+    strong = onsets.strong
+    if len(objects) < 2 or strong <= 0:
+        return beatmap
+    wanted = max(math.floor(fill.target * song_ms / 1000), len(objects))
+    on_tick = onsets.peak_near(np.array([o.time for o in objects])) / strong
+    weak = [(s, o) for s, o in zip(on_tick, objects) if o.kind == CIRCLE and s < fill.drop_below]
+    kept = [o for s, o in zip(on_tick, objects) if not (o.kind == CIRCLE and s < fill.drop_below)]
+    if len(kept) < 2:
+        kept, weak = objects, []
+    taken = _strong_free_ticks(beatmap, onsets, kept, wanted - len(kept), fill)
+    free = [o for _, o in sorted(weak, key=lambda pair: -pair[0]) if not _near(taken, o.time, fill.min_gap_ms)]
+    back = free[:max(wanted - len(kept) - len(taken), 0)]
+    added = [_circle(beatmap, kept, t, fill.min_gap_ms) for t in taken]
+    beatmap.hit_objects = sorted(kept + back + [o for o in added if o is not None], key=lambda o: o.time)
+    times = [o.time for o in beatmap.hit_objects]
+    for _, o in weak:  # a combo that began on a circle taken out begins on the next object
+        i = bisect.bisect_right(times, o.time)
+        if o.new_combo and o not in back and i < len(times):
+            beatmap.hit_objects[i].new_combo = True
+    return beatmap
+
+
+def _strong_free_ticks(beatmap: Beatmap, onsets: OnsetEnvelope, objects: list[HitObject], count: int,
+                       fill: OnsetFill) -> list[float]:
+    """Up to `count` ticks between the first and last object, strongest first, that are at least
+    `fill.floor` strong and `fill.min_gap_ms` away from the objects and each other; sorted."""
+    if count <= 0:
+        return []
+    ticks = _ticks(beatmap.timing, fill.divisor, objects[0].time, objects[-1].finish)
+    strength = onsets.peak_near(ticks) / onsets.strong
+    mania = beatmap.mode == 3  # a hold keeps only its own column busy
+    busy = _union([(o.time - fill.min_gap_ms, (o.time if mania else o.finish) + fill.min_gap_ms) for o in objects])
+    taken: list[float] = []
+    for k in np.argsort(-strength, kind="stable"):
+        if len(taken) == count or strength[k] < fill.floor:
+            break
+        tick = float(ticks[k])
+        if not _inside(busy, tick) and not _near(taken, tick, fill.min_gap_ms):
+            bisect.insort(taken, tick)
+    return taken
+
+
+def _ticks(timing: Timing, divisor: int, start: float, end: float) -> np.ndarray:
+    """Every 1/divisor tick of each redline's section strictly between `start` and `end`, in whole ms."""
+    ticks = []
+    redlines = timing.redlines
+    for k, redline in enumerate(redlines):
+        section_end = redlines[k + 1].time if k + 1 < len(redlines) else math.inf
+        step = redline.clamped_beat_length / divisor
+        first = math.floor((max(start, redline.time) - redline.time) / step) + 1
+        last = math.ceil((min(end, section_end) - redline.time) / step) - 1
+        ticks.extend(round(redline.time + n * step) for n in range(first, last + 1))
+    return np.asarray(ticks, dtype=float)
+
+
+def _union(spans: list[tuple[float, float]]) -> list[tuple[float, float]]:
+    """The sorted, disjoint spans covering the same times (mania holds overlap other columns' notes)."""
+    merged: list[tuple[float, float]] = []
+    for start, end in sorted(spans):
+        if merged and start <= merged[-1][1]:
+            merged[-1] = (merged[-1][0], max(merged[-1][1], end))
+        else:
+            merged.append((start, end))
+    return merged
+
+
+def _inside(spans: list[tuple[float, float]], time: float) -> bool:
+    """Whether `time` lies in one of the sorted, disjoint (start, end) spans."""
+    i = bisect.bisect_right(spans, (time, math.inf))
+    return i > 0 and time <= spans[i - 1][1]
+
+
+def _near(times: list[float], time: float, gap: float) -> bool:
+    i = bisect.bisect_left(times, time)
+    return any(abs(times[j] - time) < gap for j in (i - 1, i) if 0 <= j < len(times))
+
+
+def _circle(beatmap: Beatmap, objects: list[HitObject], time: float, gap: float) -> HitObject | None:
+    """A plain circle at `time` between the objects around it (see the module's docstring); in mania
+    None when every column is held or was released less than `gap` ago."""
+    if beatmap.mode == 3:
+        x = _free_column_x(beatmap, objects, time, gap)
+        return None if x is None else HitObject(x, 192.0, time, CIRCLE)
+    i = bisect.bisect_left([o.time for o in objects], time)
+    before, after = objects[i - 1], objects[i]
+    x0, y0 = _end_position(before)
+    share = (time - before.finish) / max(after.time - before.finish, 1.0)
+    return HitObject(float(round(x0 + share * (after.x - x0))), float(round(y0 + share * (after.y - y0))), time, CIRCLE)
+
+
+def _end_position(o: HitObject) -> tuple[float, float]:
+    """Where an object leaves the cursor: a slider's path end after an odd number of slides, else its head."""
+    if o.kind == SLIDER and o.slides % 2 == 1:
+        return o.path().position_at(1.0)
+    return o.x, o.y
+
+
+def _free_column_x(beatmap: Beatmap, objects: list[HitObject], time: float, gap: float) -> float | None:
+    """The x of the mania column whose last note ended longest before `time`, at least `gap` before it."""
+    keys = beatmap.keycount
+    last_end = [-math.inf] * keys
+    for o in objects:
+        if o.time > time:
+            break
+        column = min(max(int(o.x * keys / 512), 0), keys - 1)
+        last_end[column] = max(last_end[column], o.finish)
+    column = min(range(keys), key=lambda c: last_end[c])
+    return float(int((column + 0.5) * 512 / keys)) if last_end[column] <= time - gap else None
