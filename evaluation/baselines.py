@@ -29,16 +29,4 @@ def flux_onsets(times: np.ndarray, strength: np.ndarray, count: int) -> np.ndarr
 
 def half_beat_grid(timing: Timing, start_ms: float, end_ms: float) -> np.ndarray:
     """Every 1/2-beat tick of `timing` from `start_ms` to `end_ms`, in ms."""
-    ticks = []
-    redlines = timing.redlines
-    for k, redline in enumerate(redlines):
-        section_end = redlines[k + 1].time if k + 1 < len(redlines) else np.inf
-        step = redline.clamped_beat_length / 2
-        first = max(start_ms, redline.time if k > 0 else -np.inf)
-        last = min(end_ms, section_end - 1)
-        if last < first:
-            continue
-        n0 = np.ceil((first - redline.time) / step - 1e-6)
-        n1 = np.floor((last - redline.time) / step + 1e-6)
-        ticks.append(redline.time + np.arange(n0, n1 + 1) * step)
-    return np.round(np.concatenate(ticks)) if ticks else np.zeros(0)
+    return timing.ticks(2, start_ms, end_ms)

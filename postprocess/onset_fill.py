@@ -27,7 +27,6 @@ from dataclasses import dataclass
 import numpy as np
 
 from tokenizer.osu_file import CIRCLE, SLIDER, Beatmap, HitObject
-from tokenizer.timing import Timing
 
 from .tempo import OnsetEnvelope
 
@@ -77,7 +76,7 @@ def _strong_free_ticks(beatmap: Beatmap, onsets: OnsetEnvelope, objects: list[Hi
     `fill.floor` strong and `fill.min_gap_ms` away from the objects and each other; sorted."""
     if count <= 0:
         return []
-    ticks = _ticks(beatmap.timing, fill.divisor, objects[0].time, objects[-1].finish)
+    ticks = beatmap.timing.ticks(fill.divisor, objects[0].time, objects[-1].finish)
     strength = onsets.peak_near(ticks) / onsets.strong
     mania = beatmap.mode == 3  # a hold keeps only its own column busy
     busy = _union([(o.time - fill.min_gap_ms, (o.time if mania else o.finish) + fill.min_gap_ms) for o in objects])
@@ -89,19 +88,6 @@ def _strong_free_ticks(beatmap: Beatmap, onsets: OnsetEnvelope, objects: list[Hi
         if not _inside(busy, tick) and not _near(taken, tick, fill.min_gap_ms):
             bisect.insort(taken, tick)
     return taken
-
-
-def _ticks(timing: Timing, divisor: int, start: float, end: float) -> np.ndarray:
-    """Every 1/divisor tick of each redline's section strictly between `start` and `end`, in whole ms."""
-    ticks = []
-    redlines = timing.redlines
-    for k, redline in enumerate(redlines):
-        section_end = redlines[k + 1].time if k + 1 < len(redlines) else math.inf
-        step = redline.clamped_beat_length / divisor
-        first = math.floor((max(start, redline.time) - redline.time) / step) + 1
-        last = math.ceil((min(end, section_end) - redline.time) / step) - 1
-        ticks.extend(round(redline.time + n * step) for n in range(first, last + 1))
-    return np.asarray(ticks, dtype=float)
 
 
 def _union(spans: list[tuple[float, float]]) -> list[tuple[float, float]]:

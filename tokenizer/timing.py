@@ -6,6 +6,8 @@ import math
 from dataclasses import dataclass
 from typing import Iterator, Sequence
 
+import numpy as np
+
 MIN_BEAT_LENGTH = 6.0  # osu! clamps redline beat lengths to [6, 60000] ms
 MAX_BEAT_LENGTH = 60000.0
 DEFAULT_BEAT_LENGTH = 1000.0  # what osu! assumes when a map has no redline
@@ -117,6 +119,21 @@ class Timing:
                 if best is None or abs(tick - time) < abs(best - time):
                     best = tick
         return time if best is None else float(round(best))
+
+    def ticks(self, divisor: int, start: float, end: float) -> np.ndarray:
+        """Every 1/divisor tick of each redline's section from `start` to `end` (both included), in whole ms."""
+        ticks = []
+        for k, redline in enumerate(self.redlines):
+            section_end = self.redlines[k + 1].time if k + 1 < len(self.redlines) else np.inf
+            step = redline.clamped_beat_length / divisor
+            first = max(start, redline.time if k > 0 else -np.inf)
+            last = min(end, section_end - 1)
+            if last < first:
+                continue
+            n0 = np.ceil((first - redline.time) / step - 1e-6)
+            n1 = np.floor((last - redline.time) / step + 1e-6)
+            ticks.append(redline.time + np.arange(n0, n1 + 1) * step)
+        return np.round(np.concatenate(ticks)) if ticks else np.zeros(0)
 
     def beats(self, end_time: float) -> Iterator[tuple[int, int, int]]:
         """(time, beat index within the redline, meter) for every beat up to `end_time`.
