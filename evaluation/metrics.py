@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from tokenizer.osu_file import SPINNER, Beatmap
+from tokenizer.osu_file import SPINNER, Beatmap, mania_column
 from tokenizer.timing import Timing
 
 # A tick's coarsest snap divisor names its rhythm (a 1/4 tick that is also 1/2 is 1/2); sixths count with thirds.
@@ -41,7 +41,7 @@ def notes(beatmap: Beatmap) -> tuple[np.ndarray, np.ndarray]:
     """Every mania note's start time and column."""
     keys = max(beatmap.keycount, 1)
     times = np.asarray([o.time for o in beatmap.hit_objects], dtype=float)
-    columns = np.asarray([min(max(int(o.x * keys / 512), 0), keys - 1) for o in beatmap.hit_objects], dtype=int)
+    columns = np.asarray([mania_column(o.x, keys) for o in beatmap.hit_objects], dtype=int)
     return times, columns
 
 

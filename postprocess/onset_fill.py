@@ -26,7 +26,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from tokenizer.osu_file import CIRCLE, SLIDER, Beatmap, HitObject
+from tokenizer.osu_file import CIRCLE, SLIDER, Beatmap, HitObject, column_x, mania_column
 
 from .tempo import OnsetEnvelope
 
@@ -60,12 +60,14 @@ def fill_onsets(beatmap: Beatmap, onsets: OnsetEnvelope, fill: OnsetFill, song_m
     taken = _strong_free_ticks(beatmap, onsets, kept, wanted - len(kept), fill)
     free = [o for _, o in sorted(weak, key=lambda pair: -pair[0]) if not _near(taken, o.time, fill.min_gap_ms)]
     back = free[:max(wanted - len(kept) - len(taken), 0)]
-    added = [_circle(beatmap, kept, t, fill.min_gap_ms) for t in taken]
+    kept_times = [o.time for o in kept]
+    added = [_circle(beatmap, kept, kept_times, t, fill.min_gap_ms) for t in taken]
     beatmap.hit_objects = sorted(kept + back + [o for o in added if o is not None], key=lambda o: o.time)
     times = [o.time for o in beatmap.hit_objects]
+    returned = {id(o) for o in back}
     for _, o in weak:  # a combo that began on a circle taken out begins on the next object
         i = bisect.bisect_right(times, o.time)
-        if o.new_combo and o not in back and i < len(times):
+        if o.new_combo and id(o) not in returned and i < len(times):
             beatmap.hit_objects[i].new_combo = True
     return beatmap
 
@@ -112,13 +114,13 @@ def _near(times: list[float], time: float, gap: float) -> bool:
     return any(abs(times[j] - time) < gap for j in (i - 1, i) if 0 <= j < len(times))
 
 
-def _circle(beatmap: Beatmap, objects: list[HitObject], time: float, gap: float) -> HitObject | None:
+def _circle(beatmap: Beatmap, objects: list[HitObject], times: list[float], time: float, gap: float) -> HitObject | None:
     """A plain circle at `time` between the objects around it (see the module's docstring); in mania
     None when every column is held or was released less than `gap` ago."""
     if beatmap.mode == 3:
         x = _free_column_x(beatmap, objects, time, gap)
         return None if x is None else HitObject(x, 192.0, time, CIRCLE)
-    i = bisect.bisect_left([o.time for o in objects], time)
+    i = bisect.bisect_left(times, time)
     before, after = objects[i - 1], objects[i]
     x0, y0 = _end_position(before)
     share = (time - before.finish) / max(after.time - before.finish, 1.0)
@@ -139,7 +141,7 @@ def _free_column_x(beatmap: Beatmap, objects: list[HitObject], time: float, gap:
     for o in objects:
         if o.time > time:
             break
-        column = min(max(int(o.x * keys / 512), 0), keys - 1)
+        column = mania_column(o.x, keys)
         last_end[column] = max(last_end[column], o.finish)
     column = min(range(keys), key=lambda c: last_end[c])
-    return float(int((column + 0.5) * 512 / keys)) if last_end[column] <= time - gap else None
+    return column_x(column, keys) if last_end[column] <= time - gap else None

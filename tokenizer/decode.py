@@ -10,7 +10,7 @@ import math
 
 from .encode import song_end
 from .events import ANCHOR_TYPES, GROUP_TYPES, Event, EventType, Group
-from .osu_file import CIRCLE, HOLD, SLIDER, SPINNER, Beatmap, HitObject, HitSample
+from .osu_file import CIRCLE, HOLD, SLIDER, SPINNER, Beatmap, HitObject, HitSample, column_x
 from .timing import Timing, TimingPoint
 from .vocabulary import Tokenizer
 
@@ -174,9 +174,7 @@ class _ObjectBuilder:
         if self.mode == 1:
             return 256.0, 192.0
         if self.mode == 3:
-            keys = self.beatmap.keycount
-            column = min(max(g.column or 0, 0), keys - 1)
-            return float(int((column + 0.5) * 512 / keys)), 192.0
+            return column_x(g.column or 0, self.beatmap.keycount), 192.0
         if g.x is not None:
             self.previous = (g.x, g.y)
         return self.previous  # no position token: stay where the last object was

@@ -10,7 +10,7 @@ import math
 from typing import Iterator
 
 from .events import ContextType, Event, EventType, Group
-from .osu_file import HOLD, SLIDER, SPINNER, Beatmap, HitObject
+from .osu_file import HOLD, SLIDER, SPINNER, Beatmap, HitObject, mania_column
 from .timing import Timing
 from .vocabulary import Tokenizer, TokenizerConfig
 
@@ -175,7 +175,7 @@ class _MapEncoder:
         group = Group(kind, time, snap=self.timing.snap_divisor(time) if snap else None,
                       new_combo=new_combo and self.mode in (0, 2), scroll_speed=scroll_speed, hitsounds=hitsounds or [])
         if obj is not None and self.mode == 3:
-            group.column = min(max(int(obj.x / 512 * self.beatmap.keycount), 0), self.beatmap.keycount - 1)
+            group.column = mania_column(obj.x, self.beatmap.keycount)
         if position is not None and self.mode in (0, 2):
             group.x, group.y = position
             group.distance = min(round(math.dist(position, self.previous)), 640)

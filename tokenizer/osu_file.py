@@ -140,6 +140,16 @@ class Beatmap:
             obj.end_time = obj.time + obj.slides * length / velocity * timing.beat_length_at(obj.time)
 
 
+def mania_column(x: float, keys: int) -> int:
+    """The mania column an object's x lies in (osu!: floor(x * keys / 512), kept inside the keys)."""
+    return min(max(int(x * keys / 512), 0), keys - 1)
+
+
+def column_x(column: int, keys: int) -> float:
+    """The x osu! writes for a mania column: its centre, in whole pixels."""
+    return float(int((min(max(column, 0), keys - 1) + 0.5) * 512 / keys))
+
+
 def _number(text: str | None, default: float) -> float:
     try:
         value = float(text)
