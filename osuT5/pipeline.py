@@ -26,7 +26,7 @@ from postprocess.generated import Generation, GeneratedError, read_generated, wr
 from postprocess.merge import merge_partial
 from postprocess.onset_fill import OnsetFill, fill_onsets
 from postprocess.package import write_osz
-from postprocess.tempo import OnsetEnvelope, beat_support, estimate_redline
+from postprocess.tempo import OnsetEnvelope, beat_support, estimate_redline, follow_tempo
 from postprocess.timing import DEFAULT_BEAT_LENGTH, consensus_markers, markers_to_timing_points
 from tokenizer.check import star_rating
 from tokenizer.encode import beatmap_to_groups, hold_note_ratio, is_hitsounded, scroll_speed_ratio, timing_groups
@@ -589,7 +589,8 @@ def _negative(cfg: DictConfig, meta: BeatmapMetadata) -> BeatmapMetadata | None:
 def _timing(request: Request, generator: Generator, plan: ContextPlan, outputs: list[ContextType]) -> list[TimingPoint]:
     """Redlines from the reference, the forced `bpm`, or the generated beats and the audio's own tempo,
     whichever `timing_source` asks for (auto: the generated ones unless the song's onsets back the audio's
-    tempo `audio_timing_margin` times better)."""
+    tempo `audio_timing_margin` times better); with `follow_tempo`, plus redlines where the song's beats
+    drift away from those."""
     cfg = request.cfg
     if "TIMING" in request.in_context:
         return [p for p in request.reference.timing_points if p.uninherited]
@@ -604,15 +605,20 @@ def _timing(request: Request, generator: Generator, plan: ContextPlan, outputs: 
             groups = generator.generate_context(ContextType.TIMING, generator.windows(), plan)
             markers = [(g.time, g.type) for g in groups if g.type in (T.BEAT, T.MEASURE, T.TIMING_POINT)]
         generated = markers_to_timing_points(markers, leniency=float(cfg.timing_leniency))
-    if generated and cfg.timing_source == "model":
-        return generated
     onsets = generator.onsets
-    estimated = estimate_redline(onsets, float(cfg.min_bpm), float(cfg.max_bpm))
-    if estimated is None:
-        return generated or [TimingPoint(float(cfg.offset), DEFAULT_BEAT_LENGTH)]
-    if generated and beat_support(onsets, generated) * float(cfg.audio_timing_margin) >= beat_support(onsets, [estimated]):
-        return generated
-    return [estimated]
+    if generated and cfg.timing_source == "model":
+        chosen = generated
+    else:
+        estimated = estimate_redline(onsets, float(cfg.min_bpm), float(cfg.max_bpm))
+        if estimated is None:
+            chosen = generated or [TimingPoint(float(cfg.offset), DEFAULT_BEAT_LENGTH)]
+        elif generated and beat_support(onsets, generated) * float(cfg.audio_timing_margin) >= beat_support(onsets, [estimated]):
+            chosen = generated
+        else:
+            chosen = [estimated]
+    if not cfg.follow_tempo:
+        return chosen
+    return follow_tempo(onsets, chosen, generator.song_ms, float(cfg.timing_leniency))
 
 
 def _template(request: Request) -> Beatmap:

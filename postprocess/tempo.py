@@ -5,18 +5,22 @@ The spectral-flux onset strength is autocorrelated to pick the tempo (weighted b
 around osu!'s usual BPMs), then the beat length is refined by folding the whole song's onset strength
 over it: the right beat length stacks every beat into one sharp phase peak, a slightly wrong one
 smears them. The peak's phase is the offset.
+
+Whatever the redlines' source, `follow_tempo` then adds redlines where the song speeds up or slows
+down and its beats drift away from them.
 """
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
 from osuT5.audio import ONSET_HOP_MS, onset_strength
+from tokenizer.events import EventType
 from tokenizer.timing import TimingPoint
 
-from .timing import BPM_STEPS
+from .timing import BPM_STEPS, markers_to_timing_points
 
 LOCAL_MEAN_MS = 400.0  # the onset strength minus its local mean: peaks, not loudness
 PRIOR_WIDTH_OCTAVES = 0.6
@@ -31,6 +35,13 @@ PHASE_LATENCY_MS = 10.0  # the folded peak trails the mapped beats by 9.6 ms (me
 BEAT_WINDOW_MS = 20.0  # onset strength this close to a beat counts as on it
 PEAK_WINDOW_MS = (-10.0, 15.0)  # onset strength this far before and after a tick counts for it (peaks trail by ~8 ms)
 STRONG_PERCENTILE = 99.0  # onset strength at this percentile of the song's frames is a strong onset
+
+FOLLOW_WINDOW_BEATS = 8  # beats whose onset strength places the grid at once
+FOLLOW_HOP_BEATS = 4
+FOLLOW_MIN_PEAK = 1.5  # a window counts when its best phase holds 1.5x the mean over its phases
+FOLLOW_PERIOD_GAIN = 0.25  # share of a window's phase error per beat that goes into the tracked beat length
+FOLLOW_MAX_CHANGE = 0.1  # the tracked beat length stays within 10% of the redline's
+FOLLOW_MARGIN = 1.25  # new redlines must put 1.25x the old grid's onset strength on their beats
 
 
 @dataclass
@@ -92,6 +103,79 @@ def beat_support(onsets: OnsetEnvelope, redlines: list[TimingPoint]) -> float:
     if not on_beat.any():
         return 0.0
     return float(envelope[on_beat].mean() / envelope.mean())
+
+
+def follow_tempo(onsets: OnsetEnvelope, redlines: list[TimingPoint], end_ms: float,
+                 leniency_ms: float = 10.0) -> list[TimingPoint]:
+    """The redlines, plus new ones where the song's beats drift away from them.
+
+    A small model (or the one-redline audio estimate) often times a song by its first minute and misses
+    that it speeds up later: every object after that lands off the music. So each redline's beats are
+    tracked through the onset strength eight at a time, the tracked beats are fitted like generated
+    markers (one tempo, or several where that explains them much better), and the new redlines are
+    kept when their beats hold at least `FOLLOW_MARGIN` times the onset strength the old grid holds
+    over the same stretch. A song that keeps its tempo keeps its redlines exactly.
+    """
+    followed = []
+    for k, redline in enumerate(redlines):
+        stop = redlines[k + 1].time if k + 1 < len(redlines) else end_ms
+        followed += [redline] + _drifted(onsets, redline, stop, leniency_ms)
+    return followed
+
+
+def _drifted(onsets: OnsetEnvelope, redline: TimingPoint, stop: float, leniency_ms: float) -> list[TimingPoint]:
+    """New redlines for the stretches before `stop` where the audio's beats leave `redline`'s grid."""
+    tracked = _track_beats(onsets, redline, stop)
+    if len(tracked) < 2 * FOLLOW_WINDOW_BEATS:
+        return []
+    kinds = [EventType.TIMING_POINT] + [EventType.MEASURE if n % redline.meter == 0 else EventType.BEAT
+                                        for n, _ in tracked[1:]]
+    fitted = markers_to_timing_points([(time, kind) for (_, time), kind in zip(tracked, kinds)], leniency_ms)
+    if len(fitted) < 2:
+        return []
+    # Music's onsets trail its beats by a song-dependent latency; keep the old grid's phase against them.
+    numbers, times = np.array(tracked).T
+    early = times < fitted[1].time
+    shift = float(np.median(redline.time + numbers[early] * redline.beat_length - times[early])) if early.any() else 0.0
+    new, start = [], redline.time
+    for point in fitted[1:]:
+        # onto the nearest downbeat, so the bars keep their place (a redline starts a bar)
+        into_bar = int(numbers[np.argmin(np.abs(times - point.time))]) % redline.meter
+        to_downbeat = -into_bar if into_bar <= redline.meter / 2 else redline.meter - into_bar
+        time = float(round(point.time + shift + to_downbeat * point.beat_length))
+        new.append(replace(point, time=time if time > start else float(round(point.time + shift))))
+        start = new[-1].time
+    inside = (onsets.times >= new[0].time) & (onsets.times < stop)
+    stretch = OnsetEnvelope(onsets.times[inside], onsets.values[inside])
+    if beat_support(stretch, new) < FOLLOW_MARGIN * beat_support(stretch, [redline]):
+        return []
+    return new
+
+
+def _track_beats(onsets: OnsetEnvelope, redline: TimingPoint, stop: float) -> list[tuple[int, float]]:
+    """(beat number on `redline`'s grid, tracked time) of the beats before `stop` that the audio places.
+
+    A window of eight beats slides four beats at a time; it moves to the phase (within a quarter beat)
+    where its beats hold the most onset strength, and that phase error nudges the beat length (by at most
+    `FOLLOW_MAX_CHANGE`: a bigger tempo change is a new section the timing pass has to mark)."""
+    values = np.convolve(onsets.values, np.ones(3) / 3, mode="same")
+    shifts = np.arange(-redline.beat_length / 4, redline.beat_length / 4 + 0.5, 1.0)
+    anchor, beat_length, number = redline.time, redline.beat_length, 0
+    tracked = []
+    while anchor + FOLLOW_WINDOW_BEATS * beat_length <= stop:
+        beats = anchor + beat_length * np.arange(FOLLOW_WINDOW_BEATS) + PHASE_LATENCY_MS
+        strength = np.interp(beats[None, :] + shifts[:, None], onsets.times, values).sum(axis=1)
+        best = int(np.argmax(strength))
+        if strength[best] > FOLLOW_MIN_PEAK * strength.mean():  # never in silence
+            anchor += shifts[best]
+            beat_length = float(np.clip(beat_length + FOLLOW_PERIOD_GAIN * shifts[best] / FOLLOW_HOP_BEATS,
+                                        (1 - FOLLOW_MAX_CHANGE) * redline.beat_length,
+                                        (1 + FOLLOW_MAX_CHANGE) * redline.beat_length))
+            middle = range((FOLLOW_WINDOW_BEATS - FOLLOW_HOP_BEATS) // 2, (FOLLOW_WINDOW_BEATS + FOLLOW_HOP_BEATS) // 2)
+            tracked += [(number + i, anchor + i * beat_length) for i in middle]
+        anchor += FOLLOW_HOP_BEATS * beat_length
+        number += FOLLOW_HOP_BEATS
+    return tracked
 
 
 def _coarse_bpm(envelope: np.ndarray, min_bpm: float, max_bpm: float, prior_bpm: float) -> float:

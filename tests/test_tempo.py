@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 
 from conftest import click_track
-from postprocess.tempo import OnsetEnvelope, beat_support, estimate_redline
-from tokenizer.timing import TimingPoint
+from postprocess.tempo import OnsetEnvelope, beat_support, estimate_redline, follow_tempo
+from tokenizer.timing import Timing, TimingPoint
 
 SR = 16000
 # The latency is calibrated on music, whose onsets take a while to rise; a click's onset strength peaks
@@ -57,3 +57,38 @@ def test_peak_near_is_high_on_the_clicks_and_zero_between_them_and_outside_the_s
     on, off = onsets.peak_near(clicks), onsets.peak_near(between)
     assert on.min() > 10 * max(off.max(), 1e-9)
     assert onsets.peak_near(np.array([-100.0, 20000.0])).tolist() == [0.0, 0.0]
+
+
+def clicks_at(times_ms: np.ndarray, seconds: float) -> np.ndarray:
+    """Clicks as in conftest.click_track, at the given times."""
+    audio = np.zeros(int(seconds * SR), dtype=np.float32)
+    click = (np.sin(2 * np.pi * 1000 * np.arange(400) / SR) * np.hanning(400)).astype(np.float32)
+    for time in times_ms:
+        i = int(time * SR / 1000)
+        audio[i:i + 400] += click[:len(audio) - i]
+    return audio
+
+
+def test_follow_tempo_adds_a_redline_on_the_downbeat_where_the_song_speeds_up():
+    # 150 BPM for 72 beats, then 156 BPM: on the old grid every beat after the change lands 16 ms earlier.
+    clicks = np.concatenate([300 + 400 * np.arange(72), 300 + 400 * 72 + 60000 / 156 * np.arange(75)])
+    redline = TimingPoint(300.0, 400.0)
+    followed = follow_tempo(OnsetEnvelope.of(clicks_at(clicks, 60.0), SR), [redline], 60000.0)
+    assert len(followed) == 2 and followed[0] == redline
+    new = followed[1]
+    assert 60000 / new.beat_length == pytest.approx(156, abs=0.1)
+    # it starts a bar: on a click whose number is a multiple of four, at the change
+    number = int(np.argmin(np.abs(clicks - new.time)))
+    assert number == 72 and abs(clicks[number] - new.time) <= 5
+    later = clicks[90:]
+    beats = Timing(followed).ticks(1, later[0] - 200, later[-1] + 200)
+    assert np.abs(later[:, None] - beats[None, :]).min(axis=1).max() <= 5
+
+
+def test_follow_tempo_keeps_the_redlines_of_a_song_that_keeps_its_tempo():
+    onsets = OnsetEnvelope.of(click_track(60.0, 150.0, SR, 300.0), SR)
+    two = [TimingPoint(300.0, 400.0), TimingPoint(30300.0, 400.0, meter=3)]
+    assert follow_tempo(onsets, two[:1], 60000.0) == two[:1]
+    assert follow_tempo(onsets, two, 60000.0) == two
+    silent = OnsetEnvelope.of(np.zeros(60 * SR, dtype=np.float32), SR)
+    assert follow_tempo(silent, two[:1], 60000.0) == two[:1]
