@@ -249,7 +249,8 @@ def _check_sampling(cfg: DictConfig) -> None:
         _check(len(values) == 4 and all(isinstance(v, (int, float)) and not isinstance(v, bool) and v >= 0 for v in values),
                f"{name} must be {what} of 0 (off) or more, or one per mode 0-3, not {cfg[name]}")
     for name, what in (("onset_fill_gap", "ms"), ("onset_fill_strength", "a share of the song's strong onsets"),
-                       ("onset_fill_drop", "a share of the song's strong onsets")):
+                       ("onset_fill_drop", "a share of the song's strong onsets"),
+                       ("onset_fill_whole_beats", "objects a beat")):
         _check(isinstance(cfg[name], (int, float)) and not isinstance(cfg[name], bool) and cfg[name] >= 0,
                f"{name} must be {what}, 0 or more, not {cfg[name]}")
     _check(isinstance(cfg.onset_fill_divisor, int) and not isinstance(cfg.onset_fill_divisor, bool)
@@ -458,7 +459,7 @@ def _postprocess(request: Request, generation: Generation, onsets: Callable[[], 
                             onsets=envelope, onset_snap_beats=onset_snap)
     if filling:
         fill = OnsetFill(fill_share * target, float(cfg.onset_fill_gap), float(cfg.onset_fill_strength), int(cfg.onset_fill_divisor),
-                         float(cfg.onset_fill_drop))
+                         float(cfg.onset_fill_drop), float(cfg.onset_fill_whole_beats))
         beatmap = fill_onsets(beatmap, envelope, fill, song_ms)
     jump_fit = cfg.jump_fit[request.mode]
     if cfg.fit_stars and jump_fit is not None and request.metadata.star_rating is not None and not cfg.add_to_beatmap:

@@ -8,7 +8,8 @@ follows the music more closely, with the second kind than the first.
 
 So circles on ticks weaker than `drop_below` are taken out, then every tick of the map's
 1/`divisor` grid between its first and last object is a candidate, scored by the onset strength on
-it (OnsetEnvelope.peak_near over OnsetEnvelope.strong): the strongest ones of at least `floor` get a
+it (OnsetEnvelope.peak_near over OnsetEnvelope.strong; only whole beats where the target is under
+`whole_beats_below` objects a beat, as easy maps are): the strongest ones of at least `floor` get a
 circle first, each at least `min_gap_ms` from every object and outside sliders and spinners (mania:
 only notes' starts), until the map has its old number of objects or `target` objects per second,
 whichever is more. Where too few ticks are free, the strongest circles taken out come back (those
@@ -39,6 +40,7 @@ class OnsetFill:
     floor: float = 0.3
     divisor: int = 2
     drop_below: float = 0.0  # circles on ticks weaker than this are taken out first (their number is filled again)
+    whole_beats_below: float = 0.0  # at fewer target objects a beat than this, candidates are whole beats only
 
 
 def fill_onsets(beatmap: Beatmap, onsets: OnsetEnvelope, fill: OnsetFill, song_ms: float) -> Beatmap:
@@ -78,7 +80,9 @@ def _strong_free_ticks(beatmap: Beatmap, onsets: OnsetEnvelope, objects: list[Hi
     `fill.floor` strong and `fill.min_gap_ms` away from the objects and each other; sorted."""
     if count <= 0:
         return []
-    ticks = beatmap.timing.ticks(fill.divisor, objects[0].time, objects[-1].finish)
+    per_beat = fill.target * beatmap.timing.median_beat_length(objects[-1].finish) / 1000
+    divisor = 1 if per_beat < fill.whole_beats_below else fill.divisor
+    ticks = beatmap.timing.ticks(divisor, objects[0].time, objects[-1].finish)
     strength = onsets.peak_near(ticks) / onsets.strong
     mania = beatmap.mode == 3  # a hold keeps only its own column busy
     busy = _union([(o.time - fill.min_gap_ms, (o.time if mania else o.finish) + fill.min_gap_ms) for o in objects])

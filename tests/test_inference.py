@@ -338,7 +338,8 @@ def test_a_bad_target_density_is_one_sentence(model_dir, fast_song, value):
 @pytest.mark.parametrize("setting, words", [("onset_fill_gap=-5", "onset_fill_gap must be ms, 0 or more"),
                                             ("onset_fill_strength=loud", "onset_fill_strength must be a share of the song's strong"),
                                             ("onset_fill_divisor=0", "onset_fill_divisor must be a snap divisor from 1 to 16"),
-                                            ("onset_fill_divisor=2.5", "onset_fill_divisor must be a snap divisor")])
+                                            ("onset_fill_divisor=2.5", "onset_fill_divisor must be a snap divisor"),
+                                            ("onset_fill_whole_beats=-1", "onset_fill_whole_beats must be objects a beat, 0 or more")])
 def test_bad_onset_fill_settings_are_one_sentence(model_dir, fast_song, setting, words):
     with pytest.raises(InferenceError, match=words):
         run(config(model_dir, f"audio_path={fast_song}", setting))

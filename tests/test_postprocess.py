@@ -329,6 +329,15 @@ def test_circles_go_on_the_strongest_unmapped_ticks_between_the_objects_around_t
     assert filled(ends, {4500: 1.0, 1000: 1.0}) == [(0, 100, 100), (1000, 150, 100), (4000, 300, 100)]  # after the last
 
 
+def test_an_easy_target_fills_whole_beats_only():
+    ends = [circle(100, 100, 0), circle(300, 100, 4000)]
+    peaks = {1250: 1.0, 2000: 0.8}  # the half beat is the stronger
+    # 1.2 objects/s at 120 BPM is 0.6 a beat
+    assert [t for t, _, _ in filled(ends, peaks, target=1.2)] == [0, 1250, 2000, 4000]
+    assert [t for t, _, _ in filled(ends, peaks, target=1.2, whole_beats_below=0.8)] == [0, 2000, 4000]
+    assert [t for t, _, _ in filled(ends, peaks, target=1.8, whole_beats_below=0.8)] == [0, 1250, 2000, 4000]  # 0.9 a beat
+
+
 def test_circles_on_silent_ticks_move_to_strong_ones_and_sliders_stay():
     objects = [circle(100, 100, 0), circle(200, 100, 1000, new_combo=True), "100,300,2500,2,0,L|300:300,1,70",
                circle(300, 100, 4000)]
