@@ -160,6 +160,7 @@ def _track_beats(onsets: OnsetEnvelope, redline: TimingPoint, stop: float) -> li
     `FOLLOW_MAX_CHANGE`: a bigger tempo change is a new section the timing pass has to mark)."""
     values = np.convolve(onsets.values, np.ones(3) / 3, mode="same")
     shifts = np.arange(-redline.beat_length / 4, redline.beat_length / 4 + 0.5, 1.0)
+    middle = range((FOLLOW_WINDOW_BEATS - FOLLOW_HOP_BEATS) // 2, (FOLLOW_WINDOW_BEATS + FOLLOW_HOP_BEATS) // 2)
     anchor, beat_length, number = redline.time, redline.beat_length, 0
     tracked = []
     while anchor + FOLLOW_WINDOW_BEATS * beat_length <= stop:
@@ -171,8 +172,7 @@ def _track_beats(onsets: OnsetEnvelope, redline: TimingPoint, stop: float) -> li
             beat_length = float(np.clip(beat_length + FOLLOW_PERIOD_GAIN * shifts[best] / FOLLOW_HOP_BEATS,
                                         (1 - FOLLOW_MAX_CHANGE) * redline.beat_length,
                                         (1 + FOLLOW_MAX_CHANGE) * redline.beat_length))
-            middle = range((FOLLOW_WINDOW_BEATS - FOLLOW_HOP_BEATS) // 2, (FOLLOW_WINDOW_BEATS + FOLLOW_HOP_BEATS) // 2)
-            tracked += [(number + i, anchor + i * beat_length) for i in middle]
+            tracked += [(number + i, anchor + i * beat_length) for i in middle]  # the window's best-placed beats
         anchor += FOLLOW_HOP_BEATS * beat_length
         number += FOLLOW_HOP_BEATS
     return tracked

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from conftest import click_track
+from conftest import click_track, clicks_at
 from postprocess.tempo import OnsetEnvelope, beat_support, estimate_redline, follow_tempo
 from tokenizer.timing import Timing, TimingPoint
 
@@ -57,16 +57,6 @@ def test_peak_near_is_high_on_the_clicks_and_zero_between_them_and_outside_the_s
     on, off = onsets.peak_near(clicks), onsets.peak_near(between)
     assert on.min() > 10 * max(off.max(), 1e-9)
     assert onsets.peak_near(np.array([-100.0, 20000.0])).tolist() == [0.0, 0.0]
-
-
-def clicks_at(times_ms: np.ndarray, seconds: float) -> np.ndarray:
-    """Clicks as in conftest.click_track, at the given times."""
-    audio = np.zeros(int(seconds * SR), dtype=np.float32)
-    click = (np.sin(2 * np.pi * 1000 * np.arange(400) / SR) * np.hanning(400)).astype(np.float32)
-    for time in times_ms:
-        i = int(time * SR / 1000)
-        audio[i:i + 400] += click[:len(audio) - i]
-    return audio
 
 
 def test_follow_tempo_adds_a_redline_on_the_downbeat_where_the_song_speeds_up():
