@@ -418,18 +418,25 @@ def _saved_generation(request: Request) -> Generation:
 def _run_model(request: Request, audio: np.ndarray) -> tuple[Generator, Generation, float]:
     """Load the models and generate: the generator (for its onsets and token count), the generation, song ms."""
     cfg = request.cfg
+    generator = build_generator(request, audio)
+    refiner = load_refiner(cfg, generator.device, generator.tokenizer) if cfg.generate_positions and request.mode in (0, 2) else None
+    return generator, _generate(request, generator, generator.tokenizer, generator.song_ms, refiner), generator.song_ms
+
+
+def build_generator(request: Request, audio: np.ndarray) -> Generator:
+    """The generator model in the configured precision, over the song (loaded again if the model wants
+    another sample rate), sampling as the request asks."""
+    cfg = request.cfg
     device = pick_device(str(cfg.device))
     precision = pick_precision(str(cfg.precision), device)
     model, tokenizer = load_generator(cfg, device, precision)
-    refiner = load_refiner(cfg, device, tokenizer) if cfg.generate_positions and request.mode in (0, 2) else None
     if model.config.sample_rate != DEFAULT_SAMPLE_RATE:
         audio = load_song(request.audio_path, model.config.sample_rate)
     _check(request.mode in tokenizer.config.gamemodes, f"this model was not trained for gamemode {request.mode}")
     unknown = [d for d in list(cfg.descriptors) + list(cfg.negative_descriptors) if d not in tokenizer.descriptor_idx]
     if unknown:
         raise InferenceError(f"descriptor {unknown[0]!r} is not in this model's vocabulary (see its tokenizer.json)")
-    song_ms = len(audio) * 1000 / model.config.sample_rate
-    request.metadata.song_length_ms = song_ms
+    request.metadata.song_length_ms = len(audio) * 1000 / model.config.sample_rate
     autocast = torch.bfloat16 if precision == "amp" else None
     sampling = SamplingConfig(do_sample=bool(cfg.do_sample), temperature=float(cfg.temperature),
                               timing_temperature=float(cfg.timing_temperature),
@@ -437,9 +444,8 @@ def _run_model(request: Request, audio: np.ndarray) -> tuple[Generator, Generati
                               taiko_hit_temperature=float(cfg.taiko_hit_temperature),
                               top_p=float(cfg.top_p), top_k=int(cfg.top_k), cfg_scale=float(cfg.cfg_scale),
                               gamemode=request.mode, lookback_ends_window=bool(cfg.lookback_ends_window))
-    generator = Generator(model, tokenizer, audio, sampling, request.seed, float(cfg.lookback), float(cfg.lookahead),
-                          int(cfg.max_new_tokens), autocast=autocast, progress=bool(cfg.progress))
-    return generator, _generate(request, generator, tokenizer, song_ms, refiner), song_ms
+    return Generator(model, tokenizer, audio, sampling, request.seed, float(cfg.lookback), float(cfg.lookahead),
+                     int(cfg.max_new_tokens), autocast=autocast, progress=bool(cfg.progress))
 
 
 def _postprocess(request: Request, generation: Generation, onsets: Callable[[], OnsetEnvelope],

@@ -298,8 +298,20 @@ def test_inference_times_from_the_audio_when_asked(model_dir, fast_song, human_m
     assert -35 <= (red[0].time - 100 + 200) % 400 - 200 <= 0
 
 
+def test_the_default_timing_comes_from_the_audio_without_a_timing_pass(model_dir, fast_song, human_model, monkeypatch):
+    """The shipped model's own beats are at chance (configs/inference_v29.yaml), so by default no window
+    is spent on them: the kiai and map passes run on the audio's tempo."""
+    from osuT5.generate import Generator
+    passes = []
+    real = Generator.generate_context
+    monkeypatch.setattr(Generator, "generate_context", lambda self, context, *a, **k: passes.append(context) or real(self, context, *a, **k))
+    red = redlines(run(config(model_dir, f"audio_path={fast_song}", "gamemode=0")))
+    assert [c.value for c in passes] == ["kiai", "map"]
+    assert len(red) == 1 and red[0].beat_length == pytest.approx(400)  # the clicks' 150 BPM, not the replayed 120
+
+
 def test_auto_takes_the_timing_the_onsets_back(model_dir, fast_song, human_model):
-    red = redlines(run(config(model_dir, f"audio_path={fast_song}")))
+    red = redlines(run(config(model_dir, f"audio_path={fast_song}", "timing_source=auto")))
     assert red[0].beat_length == pytest.approx(400)  # the generated 120 BPM misses the 150 BPM clicks
     red = redlines(run(config(model_dir, f"audio_path={fast_song}", "timing_source=model")))
     assert red[0].beat_length == pytest.approx(500)
