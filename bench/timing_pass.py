@@ -5,13 +5,14 @@
 One osu! or mania reference per set (its first difficulty, requested at its star rating, seed 0). For
 each: the redlines of the timing pass (`timing_source=model`) and of the audio estimate, their
 `beat_support` (onset strength on their beats over the song's mean: 1 is chance), the main BPM and
-the beat's phase against the mapper's near the song's middle, and which one `timing_source=auto`
+the phase of their beat nearest the mapper's at the song's middle, and which one `timing_source=auto`
 would keep. Extra key=value pairs go to configs/inference_v29.yaml (e.g. model_path=RUN/model).
 """
 from __future__ import annotations
 
 import argparse
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 from hydra import compose, initialize_config_dir
@@ -19,7 +20,7 @@ from hydra import compose, initialize_config_dir
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from evaluation.metrics import main_bpm  # noqa: E402
+from evaluation.metrics import beat_phase_error, main_bpm  # noqa: E402
 from osuT5.audio import DEFAULT_SAMPLE_RATE  # noqa: E402
 from osuT5.generate import ContextPlan  # noqa: E402
 from osuT5.pipeline import build_generator, load_song, resolve  # noqa: E402
@@ -27,21 +28,16 @@ from osuT5.sources import find_beatmaps  # noqa: E402
 from postprocess.tempo import beat_support, estimate_redline  # noqa: E402
 from postprocess.timing import markers_to_timing_points  # noqa: E402
 from tokenizer.events import ContextType, EventType  # noqa: E402
-from tokenizer.osu_file import read_beatmap  # noqa: E402
-from tokenizer.timing import Timing, TimingPoint  # noqa: E402
+from tokenizer.osu_file import Beatmap, read_beatmap  # noqa: E402
+from tokenizer.timing import TimingPoint  # noqa: E402
 
 BEAT_EVENTS = (EventType.BEAT, EventType.MEASURE, EventType.TIMING_POINT)
 
 
-def describe(redlines: list[TimingPoint], reference_points: list[TimingPoint], song_ms: float) -> str:
-    """Main BPM and the phase (ms) of the beat nearest the song's middle against the mapper's nearest beat."""
-    timing = Timing(redlines)
-    red = timing.redline_at(song_ms / 2)
-    mine = red.time + round((song_ms / 2 - red.time) / red.beat_length) * red.beat_length
-    human = Timing(reference_points).redline_at(mine)
-    beat = human.clamped_beat_length
-    phase = mine - (human.time + round((mine - human.time) / beat) * beat)
-    return f"{60000 / timing.median_beat_length(song_ms):6.1f} BPM, phase {phase:7.1f} ms"
+def describe(redlines: list[TimingPoint], reference: Beatmap, song_ms: float) -> str:
+    """Main BPM and the phase (ms) of the beat nearest the mapper's beat at the song's middle."""
+    timed = replace(reference, timing_points=redlines)
+    return f"{main_bpm(timed, song_ms):6.1f} BPM, phase {beat_phase_error(timed, reference, song_ms / 2):7.1f} ms"
 
 
 def main() -> None:
@@ -78,8 +74,8 @@ def main() -> None:
             auto_model += keeps_model
             song_ms = generator.song_ms
             print(f"{key} mode {reference.mode}: human {main_bpm(reference, song_ms):6.1f} BPM | "
-                  f"model {len(generated)} redlines, {describe(generated, reference.timing_points, song_ms)}, support {supports[0]:.2f} | "
-                  f"audio {describe([estimated], reference.timing_points, song_ms)}, support {supports[1]:.2f} | "
+                  f"model {len(generated)} redlines, {describe(generated, reference, song_ms)}, support {supports[0]:.2f} | "
+                  f"audio {describe([estimated], reference, song_ms)}, support {supports[1]:.2f} | "
                   f"auto keeps {'the model' if keeps_model else 'the audio'}", flush=True)
     if model_support:
         print(f"{len(model_support)} songs: model support {min(model_support):.2f}-{max(model_support):.2f}, "
