@@ -14,6 +14,7 @@ import subprocess
 import tempfile
 import warnings
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 import soundfile as sf
@@ -195,14 +196,22 @@ class AudioCache:
         return np.load(entry, mmap_mode="r")
 
 
-def onset_strength(audio: np.ndarray, sample_rate: int) -> tuple[np.ndarray, np.ndarray]:
-    """Frame times (ms) and the half-wave rectified spectral flux of the log magnitude spectrum."""
+def onset_strength(audio: np.ndarray, sample_rate: int,
+                   bands_hz: Sequence[tuple[float, float]] | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Frame times (ms) and the half-wave rectified spectral flux of the log magnitude spectrum:
+    over the whole spectrum (frames,), or over each of `bands_hz` (frames, bands)."""
     hop = max(int(round(sample_rate * ONSET_HOP_MS / 1000)), 1)
     signal = torch.as_tensor(np.asarray(audio, dtype=np.float32))
     spectrum = torch.stft(signal, ONSET_N_FFT, hop, window=torch.hann_window(ONSET_N_FFT), center=True,
                           return_complex=True)
     log_magnitude = torch.log1p(100.0 * spectrum.abs())
-    flux = torch.relu(log_magnitude[:, 1:] - log_magnitude[:, :-1]).mean(dim=0).numpy()
-    strength = np.concatenate([[0.0], flux])
+    rise = torch.relu(log_magnitude[:, 1:] - log_magnitude[:, :-1])
+    if bands_hz is None:
+        flux = rise.mean(dim=0).numpy()
+    else:
+        bin_hz = sample_rate / ONSET_N_FFT
+        bins = [(int(lo / bin_hz), max(int(min(hi, sample_rate / 2) / bin_hz), int(lo / bin_hz) + 1)) for lo, hi in bands_hz]
+        flux = torch.stack([rise[lo:hi].mean(dim=0) for lo, hi in bins], dim=1).numpy()
+    strength = np.concatenate([np.zeros((1,) + flux.shape[1:]), flux])
     times = np.arange(len(strength)) * hop * 1000.0 / sample_rate
     return times, strength

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, replace
+from typing import Sequence
 
 import numpy as np
 
@@ -46,29 +47,35 @@ FOLLOW_MARGIN = 1.25  # new redlines must put 1.25x the old grid's onset strengt
 
 @dataclass
 class OnsetEnvelope:
-    """Onset strength above its local mean, per 5 ms frame."""
+    """Onset strength above its local mean, per 5 ms frame: (frames,), or (frames, bands) by frequency band."""
     times: np.ndarray
     values: np.ndarray
 
     @classmethod
-    def of(cls, audio: np.ndarray, sample_rate: int) -> "OnsetEnvelope":
-        times, strength = onset_strength(audio, sample_rate)
+    def of(cls, audio: np.ndarray, sample_rate: int, bands_hz: Sequence[tuple[float, float]] | None = None) -> "OnsetEnvelope":
+        times, strength = onset_strength(audio, sample_rate, bands_hz)
         radius = max(int(LOCAL_MEAN_MS / ONSET_HOP_MS / 2), 1)
         kernel = np.ones(2 * radius + 1) / (2 * radius + 1)
-        return cls(times, np.maximum(strength - np.convolve(strength, kernel, mode="same"), 0.0))
+        local_mean = np.apply_along_axis(np.convolve, 0, strength, kernel, mode="same")
+        return cls(times, np.maximum(strength - local_mean, 0.0))
 
     @property
-    def strong(self) -> float:
-        """The strength of a strong onset in this song (0 for silence): what onset strengths are scaled by."""
-        return float(np.percentile(self.values, STRONG_PERCENTILE)) if len(self.values) else 0.0
+    def strong(self) -> float | np.ndarray:
+        """The strength of a strong onset in this song (0 for silence), per band: what onset strengths are scaled by."""
+        if not len(self.values):
+            return 0.0
+        strong = np.percentile(self.values, STRONG_PERCENTILE, axis=0)
+        return float(strong) if strong.ndim == 0 else strong
 
     def peak_near(self, ticks: np.ndarray) -> np.ndarray:
-        """The strongest onset from 10 ms before to 15 ms after each tick (0 outside the song)."""
+        """The strongest onset from 10 ms before to 15 ms after each tick (0 outside the song), per band."""
         hop = self.times[1] - self.times[0] if len(self.times) > 1 else ONSET_HOP_MS
         before, after = PEAK_WINDOW_MS
         offsets = np.arange(math.ceil(before / hop), math.floor(after / hop) + 1)
         frames = np.rint((np.asarray(ticks, dtype=float) - self.times[0]) / hop).astype(int)[:, None] + offsets
         inside = (frames >= 0) & (frames < len(self.values))
+        if self.values.ndim == 2:
+            inside = inside[..., None]
         return np.where(inside, self.values[np.clip(frames, 0, len(self.values) - 1)], 0.0).max(axis=1)
 
 
