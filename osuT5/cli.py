@@ -5,7 +5,7 @@ import re
 
 # Keys whose values are file or folder paths, matched on the last part of a dotted key.
 PATH_KEYS = frozenset({"audio_path", "beatmap_path", "output_path", "model_path", "diff_model_path", "background",
-                       "generated_path", "data_root", "output_dir", "replay"})
+                       "generated_path", "rhythm_model_path", "data_root", "output_dir", "replay"})
 
 
 def hydra_quote(value: str) -> str:
@@ -21,11 +21,12 @@ def hydra_quote(value: str) -> str:
 
 def quote_paths(argv: list[str]) -> list[str]:
     """Quote unquoted path values for Hydra, whose override syntax reads the brackets, parentheses,
-    commas and apostrophes of osu! file names ("Artist - Title (Mapper) [Hard].osu") as its own."""
+    commas and apostrophes of osu! file names ("Artist - Title (Mapper) [Hard].osu") as its own. `null` stays
+    Hydra's null, which turns an optional path off."""
     quoted = []
     for arg in argv:
         key, sep, value = arg.partition("=")
-        if sep and key.lstrip("+~").rsplit(".", 1)[-1] in PATH_KEYS and value and value[0] not in "'\"":
+        if sep and key.lstrip("+~").rsplit(".", 1)[-1] in PATH_KEYS and value and value[0] not in "'\"" and value != "null":
             arg = f"{key}={hydra_quote(value)}"
         quoted.append(arg)
     return quoted

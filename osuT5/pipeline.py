@@ -25,6 +25,7 @@ from postprocess.generated import SUFFIX as GENERATED_SUFFIX
 from postprocess.generated import Generation, GeneratedError, read_generated, write_generated
 from postprocess.merge import merge_partial
 from postprocess.onset_fill import OnsetFill, fill_onsets
+from postprocess.rhythm import RhythmModel, RhythmModelError, RhythmScorer, SongOnsets, TickScore, load_rhythm_model, onset_share
 from postprocess.package import write_osz
 from postprocess.tempo import OnsetEnvelope, beat_support, estimate_redline, follow_tempo
 from postprocess.timing import DEFAULT_BEAT_LENGTH, consensus_markers, markers_to_timing_points
@@ -248,8 +249,8 @@ def _check_sampling(cfg: DictConfig) -> None:
         values = _per_mode(cfg[name])
         _check(len(values) == 4 and all(isinstance(v, (int, float)) and not isinstance(v, bool) and v >= 0 for v in values),
                f"{name} must be {what} of 0 (off) or more, or one per mode 0-3, not {cfg[name]}")
-    for name, what in (("onset_fill_gap", "ms"), ("onset_fill_strength", "a share of the song's strong onsets"),
-                       ("onset_fill_drop", "a share of the song's strong onsets"),
+    for name, what in (("onset_fill_gap", "ms"), ("onset_fill_strength", "a tick score"),
+                       ("onset_fill_drop", "a tick score"),
                        ("onset_fill_whole_beats", "objects a beat")):
         _check(isinstance(cfg[name], (int, float)) and not isinstance(cfg[name], bool) and cfg[name] >= 0,
                f"{name} must be {what}, 0 or more, not {cfg[name]}")
@@ -385,13 +386,14 @@ def run(cfg: DictConfig) -> Result:
         torch.set_num_threads(int(cfg.threads))
     torch.manual_seed(request.seed)
     audio = load_song(request.audio_path, DEFAULT_SAMPLE_RATE)  # before the model: bad audio fails in a second
+    rhythm = load_rhythm(cfg)
     if cfg.generated_path:
         generation, song_ms, tokens = _saved_generation(request), len(audio) * 1000 / DEFAULT_SAMPLE_RATE, 0
         onsets = partial(OnsetEnvelope.of, audio, DEFAULT_SAMPLE_RATE)
     else:
         generator, generation, song_ms = _run_model(request, audio)
         onsets, tokens = (lambda: generator.onsets), generator.tokens_generated
-    beatmap = _postprocess(request, generation, onsets, song_ms)
+    beatmap = _postprocess(request, generation, audio, onsets, song_ms, rhythm)
     if not beatmap.hit_objects:
         raise EmptyMapError("the model wrote no hit objects for this song; nothing was saved "
                             "(try another seed, a higher temperature, or check model_path)")
@@ -448,8 +450,8 @@ def build_generator(request: Request, audio: np.ndarray) -> Generator:
                      int(cfg.max_new_tokens), autocast=autocast, progress=bool(cfg.progress))
 
 
-def _postprocess(request: Request, generation: Generation, onsets: Callable[[], OnsetEnvelope],
-                 song_ms: float) -> Beatmap:
+def _postprocess(request: Request, generation: Generation, audio: np.ndarray, onsets: Callable[[], OnsetEnvelope],
+                 song_ms: float, rhythm: RhythmModel | None) -> Beatmap:
     """The playable beatmap: built from the groups on the redlines, fitted to the stars, merged for a remap."""
     cfg = request.cfg
     template = _template(request)
@@ -457,16 +459,18 @@ def _postprocess(request: Request, generation: Generation, onsets: Callable[[], 
     onset_snap = float(_per_mode(cfg.onset_snap)[request.mode])
     fill_share, target = float(_per_mode(cfg.onset_fill)[request.mode]), _target_density(cfg, request.metadata)
     filling = fill_share > 0 and target is not None and not cfg.add_to_beatmap
-    envelope = onsets() if onset_snap > 0 or filling else None
+    score = None
+    if onset_snap > 0 or filling:
+        score = _tick_score(rhythm, request.mode, audio, onsets(), Timing(generation.redlines), target)
     beatmap = build_beatmap(generation.groups, template, seed=request.seed,
                             snap_overlaps=bool(cfg.snap_near_perfect_overlaps), resnap=bool(cfg.resnap_events),
                             exact_snaps=bool(cfg.exact_snaps),
                             separate=bool(cfg.separate_starts[request.mode]),
-                            onsets=envelope, onset_snap_beats=onset_snap)
+                            onset_score=score, onset_snap_beats=onset_snap)
     if filling:
         fill = OnsetFill(fill_share * target, float(cfg.onset_fill_gap), float(cfg.onset_fill_strength), int(cfg.onset_fill_divisor),
                          float(cfg.onset_fill_drop), float(cfg.onset_fill_whole_beats))
-        beatmap = fill_onsets(beatmap, envelope, fill, song_ms)
+        beatmap = fill_onsets(beatmap, score, fill, song_ms)
     jump_fit = cfg.jump_fit[request.mode]
     if cfg.fit_stars and jump_fit is not None and request.metadata.star_rating is not None and not cfg.add_to_beatmap:
         stars = request.metadata.star_rating
@@ -475,6 +479,25 @@ def _postprocess(request: Request, generation: Generation, onsets: Callable[[], 
     if cfg.add_to_beatmap:
         beatmap = merge_partial(request.reference, beatmap, *_range(cfg, song_ms))
     return beatmap
+
+
+def load_rhythm(cfg: DictConfig) -> RhythmModel | None:
+    """The tick scorer at `rhythm_model_path` (None: off), or one sentence on why it cannot be used."""
+    if cfg.rhythm_model_path is None:
+        return None
+    try:
+        return load_rhythm_model(str(cfg.rhythm_model_path))
+    except RhythmModelError as error:
+        raise InferenceError(str(error)) from None
+
+
+def _tick_score(rhythm: RhythmModel | None, mode: int, audio: np.ndarray, envelope: OnsetEnvelope, timing: Timing,
+                target: float | None) -> TickScore:
+    """What onset snapping and filling rank ticks by: the rhythm model's probability where it was trained on the
+    mode (and there is a target density), else onset strength."""
+    if rhythm is None or target is None or mode not in rhythm.gamemodes:
+        return onset_share(envelope)
+    return RhythmScorer(rhythm, SongOnsets.of(audio, DEFAULT_SAMPLE_RATE, envelope), timing, target, mode)
 
 
 def load_song(path: Path, sample_rate: int, task: str = "map") -> np.ndarray:

@@ -19,7 +19,7 @@ from tokenizer.events import ANCHOR_TYPES, EventType, Group
 from tokenizer.osu_file import SLIDER, Beatmap, HitObject
 from tokenizer.timing import Timing, TimingPoint
 
-from .tempo import OnsetEnvelope
+from .rhythm import TickScore
 from .validate import HEIGHT, MAX_DIVISOR, SNAP_LENIENCY_MS, WIDTH, inside_playfield, object_in_playfield
 
 T = EventType
@@ -43,15 +43,15 @@ OVERLAP_TYPES = frozenset({T.CIRCLE, T.SLIDER_HEAD, T.RED_ANCHOR, T.LAST_ANCHOR,
 
 def build_beatmap(groups: list[Group], template: Beatmap, *, seed: int = 0, snap_overlaps: bool = True,
                   resnap: bool = True, exact_snaps: bool = True, separate: bool = False,
-                  onsets: OnsetEnvelope | None = None, onset_snap_beats: float = 0.0) -> Beatmap:
+                  onset_score: TickScore | None = None, onset_snap_beats: float = 0.0) -> Beatmap:
     """The playable beatmap for generated map (+ kiai + sv) groups, with `template`'s settings and redlines.
 
     Deterministic for a given seed; the inputs are not changed. With `resnap` off, times stay as
     generated (for groups that are already on the timing); `exact_snaps` off lets a group tagged
     1/d land on any tick of the 1/d grid, coarser ones included (Timing.resnap). With `separate`, objects
     that resnapping puts on one tick are spread over free finer ticks rather than dropped (_separate_starts).
-    With `onsets` and `onset_snap_beats`, tagged objects first move to the song's strongest onset on their
-    tag's grid within that many beats (_snap_to_onsets).
+    With `onset_score` and `onset_snap_beats`, tagged objects first move to the best-scored tick (the song's
+    strongest onset, or the likeliest played) on their tag's grid within that many beats (_snap_to_onsets).
     """
     template = _with_redline(template)
     timing = template.timing
@@ -59,8 +59,8 @@ def build_beatmap(groups: list[Group], template: Beatmap, *, seed: int = 0, snap
     objects = _hit_objects(groups)  # paired in generated order, before snapping moves anything
     if resnap:
         generated = {id(parts[0]): parts[0].time for parts in objects}  # the starts' times before resnapping
-        if onsets is not None and onset_snap_beats > 0:
-            _snap_to_onsets(objects, timing, onsets, onset_snap_beats)
+        if onset_score is not None and onset_snap_beats > 0:
+            _snap_to_onsets(objects, timing, onset_score, onset_snap_beats)
         resnap_groups(groups, timing, exact=exact_snaps)
         _snap_starts(groups, timing)
         if separate:
@@ -112,17 +112,17 @@ def _snap_starts(groups: list[Group], timing: Timing) -> None:
             g.time = _nearest_tick(g.time, timing)
 
 
-def _snap_to_onsets(objects: list[list[Group]], timing: Timing, onsets: OnsetEnvelope, radius_beats: float) -> None:
+def _snap_to_onsets(objects: list[list[Group]], timing: Timing, score: TickScore, radius_beats: float) -> None:
     """Each object with a snap tag moves, whole, to the free tick of its tag's grid within `radius_beats`
-    of its start where the song's onset is strongest (the nearest of equals).
+    of its start that `score` rates highest (the nearest of equals).
 
     The small model's times are no closer to human objects than random ones (15% within 20 ms on the
     osu! val maps, random 14%): its rhythm lives in the tags, and nearest-tick resnapping puts a
     tagged rhythm on the wrong ticks wherever the time is off by one. The audio knows which ticks are
     played. A tick an earlier object took (in mania: in its column) is not free, so no object is lost.
     """
-    taken: set[tuple[int | None, float]] = set()
-    for parts in objects:
+    candidates = {}  # object index -> the ticks of its tag's grid within reach
+    for k, parts in enumerate(objects):
         start = parts[0]
         if not start.snap:
             continue
@@ -131,13 +131,18 @@ def _snap_to_onsets(objects: list[list[Group]], timing: Timing, onsets: OnsetEnv
         step = beat / start.snap
         first = math.ceil((start.time - radius_beats * beat - redline.time) / step)
         last = math.floor((start.time + radius_beats * beat - redline.time) / step)
-        ticks = np.array([t for t in (float(round(redline.time + k * step)) for k in range(first, last + 1))
-                          if (start.column, t) not in taken])
-        if len(ticks) == 0:
+        candidates[k] = [float(round(redline.time + i * step)) for i in range(first, last + 1)]
+    every = sorted({t for ticks in candidates.values() for t in ticks})
+    scores = dict(zip(every, score(np.array(every)))) if every else {}  # one call: a learned score is slow per call
+    taken: set[tuple[int | None, float]] = set()
+    for k, ticks in candidates.items():
+        start = objects[k][0]
+        free = np.array([t for t in ticks if (start.column, t) not in taken])
+        if len(free) == 0:
             continue
-        best = ticks[np.lexsort((np.abs(ticks - start.time), -onsets.peak_near(ticks)))[0]]
+        best = free[np.lexsort((np.abs(free - start.time), -np.array([scores[t] for t in free])))[0]]
         shift = best - start.time
-        for g in parts:
+        for g in objects[k]:
             g.time += shift
         taken.add((start.column, best))
 

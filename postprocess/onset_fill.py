@@ -1,4 +1,4 @@
-"""Circles on the song's strongest beats: where the model left them empty, and instead of circles on silence.
+"""Circles on the beats a mapper would play: where the model left them empty, and instead of circles on silence.
 
 The small generator knows where the beats are better than which of them a mapper plays. On the 54
 val osu! maps its circles on ticks where the song is silent (onset strength under 0.05 of a strong
@@ -6,18 +6,19 @@ onset) match a human object within 20 ms 13% of the time (all its objects: 52%),
 1/2-beat ticks with a strong onset (0.3 and up) match 37-43% of the time. A map scores better, and
 follows the music more closely, with the second kind than the first.
 
-So circles on ticks weaker than `drop_below` are taken out, then every tick of the map's
-1/`divisor` grid between its first and last object is a candidate, scored by the onset strength on
-it (OnsetEnvelope.peak_near over OnsetEnvelope.strong; only whole beats where the target is under
-`whole_beats_below` objects a beat, as easy maps are): the strongest ones of at least `floor` get a
-circle first, each at least `min_gap_ms` from every object and outside sliders and spinners (mania:
-only notes' starts), until the map has its old number of objects or `target` objects per second,
-whichever is more. Where too few ticks are free, the strongest circles taken out come back (those
-not within `min_gap_ms` of a new one).
+So every time gets a score (postprocess/rhythm.py: the rhythm model's chance that a mapper plays it,
+or the onset strength on it over a strong onset's). Circles scoring under `drop_below` are taken out,
+then every tick of the map's 1/`divisor` grid between its first and last object is a candidate (only
+whole beats where the target is under `whole_beats_below` objects a beat, as easy maps are): the best
+scored of at least `floor` get a circle first, each at least `min_gap_ms` from every object and
+outside sliders and spinners (mania: only notes' starts), until the map has its old number of objects
+or `target` objects per second, whichever is more. Where too few ticks are free, the best scored
+circles taken out come back (those not within `min_gap_ms` of a new one).
 Sliders, spinners and holds are never moved: their shape is the model's.
 
-A circle goes on the straight line from the previous object's end to the next object's start, as far
-along as it is in time (a taiko don; a mania note in the column free longest).
+A new circle goes on the straight line from the previous object's end to the next object's start, as
+far along as it is in time (a taiko don; a mania note in the column free longest); a circle taken out
+whose own tick is chosen again comes back as it was.
 """
 from __future__ import annotations
 
@@ -29,7 +30,7 @@ import numpy as np
 
 from tokenizer.osu_file import CIRCLE, SLIDER, Beatmap, HitObject, column_x, mania_column
 
-from .tempo import OnsetEnvelope
+from .rhythm import TickScore
 
 
 @dataclass
@@ -43,30 +44,31 @@ class OnsetFill:
     whole_beats_below: float = 0.0  # at fewer target objects a beat than this, candidates are whole beats only
 
 
-def fill_onsets(beatmap: Beatmap, onsets: OnsetEnvelope, fill: OnsetFill, song_ms: float) -> Beatmap:
-    """`beatmap` with circles added on strong unmapped ticks (changed in place and returned).
+def fill_onsets(beatmap: Beatmap, score: TickScore, fill: OnsetFill, song_ms: float) -> Beatmap:
+    """`beatmap` with circles added on its best-scored unmapped ticks (changed in place and returned).
 
     With `fill.drop_below`, circles on weaker ticks are taken out first and as many strong ticks are
     filled again; where too few strong ticks are free, the strongest of those circles come back.
     """
     objects = sorted(beatmap.hit_objects, key=lambda o: o.time)
-    strong = onsets.strong
-    if len(objects) < 2 or strong <= 0:
+    if len(objects) < 2:
         return beatmap
     wanted = max(math.floor(fill.target * song_ms / 1000), len(objects))
-    on_tick = onsets.peak_near(np.array([o.time for o in objects])) / strong
+    on_tick = score(np.array([o.time for o in objects]))
     weak = [(s, o) for s, o in zip(on_tick, objects) if o.kind == CIRCLE and s < fill.drop_below]
     kept = [o for s, o in zip(on_tick, objects) if not (o.kind == CIRCLE and s < fill.drop_below)]
     if len(kept) < 2:
         kept, weak = objects, []
-    taken = _strong_free_ticks(beatmap, onsets, kept, wanted - len(kept), fill)
+    span = (objects[0].time, max(o.finish for o in objects))
+    taken = _strong_free_ticks(beatmap, score, kept, span, wanted - len(kept), fill)
     free = [o for _, o in sorted(weak, key=lambda pair: -pair[0]) if not _near(taken, o.time, fill.min_gap_ms)]
     back = free[:max(wanted - len(kept) - len(taken), 0)]
     kept_times = [o.time for o in kept]
-    added = [_circle(beatmap, kept, kept_times, t, fill.min_gap_ms) for t in taken]
+    own_tick = {o.time: o for _, o in weak}  # a circle whose own tick wins again returns as itself (its place, its column)
+    added = [own_tick.get(t) or _circle(beatmap, kept, kept_times, t, fill.min_gap_ms) for t in taken]
     beatmap.hit_objects = sorted(kept + back + [o for o in added if o is not None], key=lambda o: o.time)
     times = [o.time for o in beatmap.hit_objects]
-    returned = {id(o) for o in back}
+    returned = {id(o) for o in back + added}
     for _, o in weak:  # a combo that began on a circle taken out begins on the next object
         i = bisect.bisect_right(times, o.time)
         if o.new_combo and id(o) not in returned and i < len(times):
@@ -74,21 +76,21 @@ def fill_onsets(beatmap: Beatmap, onsets: OnsetEnvelope, fill: OnsetFill, song_m
     return beatmap
 
 
-def _strong_free_ticks(beatmap: Beatmap, onsets: OnsetEnvelope, objects: list[HitObject], count: int,
+def _strong_free_ticks(beatmap: Beatmap, score: TickScore, objects: list[HitObject], span: tuple[float, float], count: int,
                        fill: OnsetFill) -> list[float]:
-    """Up to `count` ticks between the first and last object, strongest first, that are at least
-    `fill.floor` strong and `fill.min_gap_ms` away from the objects and each other; sorted."""
+    """Up to `count` ticks in `span` (the map's, before any circle was taken out), best scored first, that score at least
+    `fill.floor` and `fill.min_gap_ms` away from the objects and each other; sorted."""
     if count <= 0:
         return []
-    per_beat = fill.target * beatmap.timing.median_beat_length(objects[-1].finish) / 1000
+    per_beat = fill.target * beatmap.timing.median_beat_length(span[1]) / 1000
     divisor = 1 if per_beat < fill.whole_beats_below else fill.divisor
-    ticks = beatmap.timing.ticks(divisor, objects[0].time, objects[-1].finish)
-    strength = onsets.peak_near(ticks) / onsets.strong
+    ticks = beatmap.timing.ticks(divisor, *span)
+    scores = score(ticks)
     mania = beatmap.mode == 3  # a hold keeps only its own column busy
     busy = _union([(o.time - fill.min_gap_ms, (o.time if mania else o.finish) + fill.min_gap_ms) for o in objects])
     taken: list[float] = []
-    for k in np.argsort(-strength, kind="stable"):
-        if len(taken) == count or strength[k] < fill.floor:
+    for k in np.argsort(-scores, kind="stable"):
+        if len(taken) == count or scores[k] < fill.floor:
             break
         tick = float(ticks[k])
         if not _inside(busy, tick) and not _near(taken, tick, fill.min_gap_ms):
@@ -119,12 +121,17 @@ def _near(times: list[float], time: float, gap: float) -> bool:
 
 
 def _circle(beatmap: Beatmap, objects: list[HitObject], times: list[float], time: float, gap: float) -> HitObject | None:
-    """A plain circle at `time` between the objects around it (see the module's docstring); in mania
-    None when every column is held or was released less than `gap` ago."""
+    """A plain circle at `time` between the objects around it (see the module's docstring), or on the nearest
+    one's position before the first or after the last; in mania None when every column is held or was
+    released less than `gap` ago."""
     if beatmap.mode == 3:
         x = _free_column_x(beatmap, objects, time, gap)
         return None if x is None else HitObject(x, 192.0, time, CIRCLE)
     i = bisect.bisect_left(times, time)
+    if i == 0:
+        return HitObject(objects[0].x, objects[0].y, time, CIRCLE)
+    if i == len(objects):
+        return HitObject(*_end_position(objects[-1]), time, CIRCLE)
     before, after = objects[i - 1], objects[i]
     x0, y0 = _end_position(before)
     share = (time - before.finish) / max(after.time - before.finish, 1.0)

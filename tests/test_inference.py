@@ -191,6 +191,7 @@ def bad_inputs(folder: Path, song: Path) -> dict[str, tuple[list[str], str]]:
         "missing model": ([f"audio_path={song}", f"model_path={folder / 'no_model'}"], "is not a model folder"),
         "missing refiner": ([f"audio_path={song}", "generate_positions=true", f"diff_model_path={folder / 'none'}"],
                             "holds no refiner"),
+        "missing rhythm model": ([f"audio_path={song}", f"rhythm_model_path={folder / 'none'}"], "holds no rhythm model"),
         "missing generation": ([f"audio_path={song}", f"generated_path={folder / 'none.generated.json'}"],
                                "cannot read the saved generation"),
         "not a generation": ([f"audio_path={song}", f"generated_path={folder / 'not_a_map.osu'}"],
@@ -201,7 +202,7 @@ def bad_inputs(folder: Path, song: Path) -> dict[str, tuple[list[str], str]]:
 @pytest.mark.parametrize("case", ["missing audio", "unreadable audio", "unsupported format", "empty audio", "silent audio",
                                   "not a beatmap", "gamemode 7", "difficulty -1", "keycount 0", "cfg_scale 0",
                                   "output is a file", "output cannot be made", "missing model", "missing refiner",
-                                  "missing generation", "not a generation"])
+                                  "missing rhythm model", "missing generation", "not a generation"])
 def test_bad_input_gets_one_sentence_and_writes_nothing(model_dir, song, tmp_path, capsys, case):
     folder = tmp_path / "inputs"
     folder.mkdir()
@@ -266,6 +267,7 @@ def test_path_values_reach_the_config_verbatim_whatever_hydra_syntax_they_hold(n
     parser = OverridesParser.create()
     assert [parser.parse_override(a).value() for a in quoted[1:3]] == [name, name]
     assert quote_paths(["x.py", "beatmap_path='already quoted'"]) == ["x.py", "beatmap_path='already quoted'"]
+    assert quote_paths(["rhythm_model_path=null"]) == ["rhythm_model_path=null"]  # Hydra's null: the path is off
 
 
 @pytest.mark.parametrize("script", ["inference.py", "mai_mod.py"])
@@ -348,7 +350,7 @@ def test_a_bad_target_density_is_one_sentence(model_dir, fast_song, value):
 
 
 @pytest.mark.parametrize("setting, words", [("onset_fill_gap=-5", "onset_fill_gap must be ms, 0 or more"),
-                                            ("onset_fill_strength=loud", "onset_fill_strength must be a share of the song's strong"),
+                                            ("onset_fill_strength=loud", "onset_fill_strength must be a tick score, 0 or more"),
                                             ("onset_fill_divisor=0", "onset_fill_divisor must be a snap divisor from 1 to 16"),
                                             ("onset_fill_divisor=2.5", "onset_fill_divisor must be a snap divisor"),
                                             ("onset_fill_whole_beats=-1", "onset_fill_whole_beats must be objects a beat, 0 or more")])
@@ -357,13 +359,15 @@ def test_bad_onset_fill_settings_are_one_sentence(model_dir, fast_song, setting,
         run(config(model_dir, f"audio_path={fast_song}", setting))
 
 
-def test_onset_fill_puts_circles_on_the_clicks_a_sparse_map_skipped(model_dir, song, monkeypatch, tokenizer):
+@pytest.mark.parametrize("scorer", [["rhythm_model_path=null", "onset_fill_strength=0.1"],  # synthetic clicks peak late
+                                    []])  # the shipped rhythm model
+def test_onset_fill_puts_circles_on_the_clicks_a_sparse_map_skipped(model_dir, song, monkeypatch, tokenizer, scorer):
     every_other_beat = [circle(100 + 20 * k, 200, 750 + 1000 * k) for k in range(10)]  # the clicks are every 500 ms from 250
     sparse = osu_text(0, every_other_beat, ["250,500,4,2,0,60,1,0"], general={"AudioFilename": "audio.ogg"})
     replay_maps(monkeypatch, tokenizer, lambda mode: parse_beatmap(sparse))
     settings = [f"audio_path={song}", "gamemode=0", "timing_source=model", "target_density=2", "fit_stars=false"]
-    plain = [o.time for o in read_beatmap(run(config(model_dir, *settings)).osu_path).hit_objects]
-    filling = ["onset_fill=1", "onset_fill_strength=0.1", "output_path=" + str(song.parent / "filled")]  # synthetic clicks peak late
+    plain = [o.time for o in read_beatmap(run(config(model_dir, *settings, "onset_fill=0")).osu_path).hit_objects]
+    filling = ["onset_fill=1", *scorer, "output_path=" + str(song.parent / "filled")]
     result = run(config(model_dir, *settings, *filling))
     filled = read_beatmap(result.osu_path)
     added = sorted({o.time for o in filled.hit_objects} - set(plain))

@@ -14,6 +14,7 @@ from postprocess.generated import Generation, GeneratedError, read_generated, wr
 from postprocess.merge import merge_partial
 from postprocess.onset_fill import OnsetFill, fill_onsets
 from postprocess.package import write_osz
+from postprocess.rhythm import TickScore, onset_share
 from postprocess.tempo import OnsetEnvelope
 from postprocess.timing import consensus_markers, markers_to_timing_points
 from postprocess.validate import validity_problems, validity_problems_file
@@ -273,17 +274,17 @@ def test_starts_snapped_to_one_tick_are_separated_onto_a_finer_grid_the_least_mo
     assert [o.time for o in build_beatmap([note(1240), note(1000)], template()).hit_objects] == [1000]  # off: dropped
 
 
-def onset_envelope(peaks: dict[float, float], song_ms: float = 5000.0) -> OnsetEnvelope:
-    """An onset envelope of 5 ms frames, silent but for the given peaks (ms: strength)."""
+def onset_score(peaks: dict[float, float], song_ms: float = 5000.0) -> TickScore:
+    """The onset-strength score of an envelope of 5 ms frames, silent but for the given peaks (ms: strength)."""
     times = np.arange(0.0, song_ms, 5.0)
     values = np.zeros_like(times)
     for time, strength in peaks.items():
         values[int(time // 5)] = strength
-    return OnsetEnvelope(times, values)
+    return onset_share(OnsetEnvelope(times, values))
 
 
 def onset_snapped(groups: list[Group], peaks: dict[float, float], beats: float = 0.45, mode: int = 0) -> list[tuple]:
-    beatmap = build_beatmap(groups, template(mode, CircleSize="4"), exact_snaps=False, onsets=onset_envelope(peaks),
+    beatmap = build_beatmap(groups, template(mode, CircleSize="4"), exact_snaps=False, onset_score=onset_score(peaks),
                             onset_snap_beats=beats)
     return [(o.time, o.end_time) if o.kind == "slider" else o.time for o in beatmap.hit_objects]
 
@@ -312,7 +313,7 @@ def fill_map(objects: list[str], peaks: dict[float, float], target: float = 10.0
     so its strong onset is 1, plus `peaks`."""
     background = {250 * k + 100: 1.0 for k in range(12)}
     beatmap = parse_beatmap(osu_text(mode, hit_objects=objects, difficulty={"CircleSize": "4"}))
-    return fill_onsets(beatmap, onset_envelope({**background, **peaks}), OnsetFill(target, **fill), song_ms=5000.0)
+    return fill_onsets(beatmap, onset_score({**background, **peaks}), OnsetFill(target, **fill), song_ms=5000.0)
 
 
 def filled(objects: list[str], peaks: dict[float, float], target: float = 10.0, mode: int = 0, **fill) -> list[tuple]:
@@ -349,6 +350,13 @@ def test_circles_on_silent_ticks_move_to_strong_ones_and_sliders_stay():
     assert [t for t, _, _ in filled(objects, {0: 1.0}, target=0.4, drop_below=0.05)] == [0, 1000, 2500, 4000]  # nowhere to go
     # a circle weaker than drop_below but over the floor is taken out; its own tick may win back, once
     assert [t for t, _, _ in filled(objects, {0: 1.0, 1000: 0.4, 4000: 1.0}, target=0.4, drop_below=0.5)] == [0, 1000, 2500, 4000]
+
+
+def test_a_circle_taken_out_at_the_start_still_leaves_its_stretch_to_fill():
+    objects = [circle(100, 100, 0), circle(200, 100, 1000), circle(300, 100, 4000)]  # 0 is silent
+    # the best tick, 500, lies before the first circle kept: it gets the circle, on that circle's position
+    assert filled(objects, {500: 1.0, 1000: 1.0, 4000: 1.0}, target=0.6, drop_below=0.05) == [
+        (500, 200, 100), (1000, 200, 100), (4000, 300, 100)]
 
 
 def test_added_circles_keep_their_gap_from_objects_and_stay_off_slider_bodies():
