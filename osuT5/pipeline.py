@@ -25,8 +25,8 @@ from postprocess.generated import SUFFIX as GENERATED_SUFFIX
 from postprocess.generated import Generation, GeneratedError, read_generated, write_generated
 from postprocess.merge import merge_partial
 from postprocess.onset_fill import OnsetFill, fill_onsets
-from postprocess.rhythm import RhythmModel, RhythmModelError, RhythmScorer, SongOnsets, TickScore, load_rhythm_model, onset_share
 from postprocess.package import write_osz
+from postprocess.rhythm import RhythmModel, RhythmModelError, RhythmScorer, SongOnsets, TickScore, load_rhythm_model, onset_share
 from postprocess.tempo import OnsetEnvelope, beat_support, estimate_redline, follow_tempo
 from postprocess.timing import DEFAULT_BEAT_LENGTH, consensus_markers, markers_to_timing_points
 from tokenizer.check import star_rating

@@ -87,8 +87,8 @@ def tick_features(song: SongOnsets, timing: Timing, times: np.ndarray, objects_p
 
     def strength(envelope: OnsetEnvelope, offsets: np.ndarray) -> np.ndarray:
         at = (times[:, None] + offsets[None, :] * quarter[:, None]).ravel()
-        scale = envelope.strong if np.all(np.asarray(envelope.strong) > 0) else 1.0
-        return (envelope.peak_near(at) / scale).reshape(len(times), len(offsets), -1)
+        strong = np.asarray(envelope.strong)
+        return (envelope.peak_near(at) / np.where(strong > 0, strong, 1.0)).reshape(len(times), len(offsets), -1)
 
     whole = strength(song.whole, np.array(NEIGHBOURS))[..., 0]
     section = strength(song.whole, np.arange(-SECTION_QUARTERS, SECTION_QUARTERS + 1))[..., 0].mean(axis=1)
