@@ -47,8 +47,8 @@ TickScore = Callable[[np.ndarray], np.ndarray]  # times (ms) -> how much each is
 def onset_share(onsets: OnsetEnvelope) -> TickScore:
     """The score by onset strength alone: the peak on each time over the song's strong onset (the peak itself
     where under 1% of the song's frames hold an onset)."""
-    strong = onsets.strong
-    return lambda times: onsets.peak_near(times) / strong if strong > 0 else onsets.peak_near(times)
+    scale = onsets.strong if onsets.strong > 0 else 1.0
+    return lambda times: onsets.peak_near(times) / scale
 
 
 class RhythmModelError(Exception):
@@ -90,8 +90,8 @@ def tick_features(song: SongOnsets, timing: Timing, times: np.ndarray, objects_p
         strong = np.asarray(envelope.strong)
         return (envelope.peak_near(at) / np.where(strong > 0, strong, 1.0)).reshape(len(times), len(offsets), -1)
 
-    whole = strength(song.whole, np.array(NEIGHBOURS))[..., 0]
-    section = strength(song.whole, np.arange(-SECTION_QUARTERS, SECTION_QUARTERS + 1))[..., 0].mean(axis=1)
+    around = strength(song.whole, np.arange(-SECTION_QUARTERS, SECTION_QUARTERS + 1))[..., 0]
+    whole, section = around[:, np.array(NEIGHBOURS) + SECTION_QUARTERS], around.mean(axis=1)
     bands = strength(song.bands, np.array(BAND_NEIGHBOURS)).reshape(len(times), -1)
     frames = np.clip(np.rint(times / ONSET_HOP_MS).astype(int), 0, len(song.loudness) - 1)
     on_tick = whole[:, NEIGHBOURS.index(0)]
