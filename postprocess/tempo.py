@@ -4,7 +4,9 @@ and a score of how well the audio backs any timing, to choose between the two.
 The spectral-flux onset strength is autocorrelated to pick the tempo (weighted by a log-normal prior
 around osu!'s usual BPMs), then the beat length is refined by folding the whole song's onset strength
 over it: the right beat length stacks every beat into one sharp phase peak, a slightly wrong one
-smears them. The peak's phase is the offset.
+smears them. Mappers time most songs at a whole BPM (106 of this corpus's 114 sets), so a whole BPM whose
+fold is as sharp replaces the estimate: a 0.02 BPM error drifts a 3-minute song's beats by 10 ms. The peak's
+phase is the offset.
 
 Whatever the redlines' source, `follow_tempo` then adds redlines where the song speeds up or slows
 down and its beats drift away from them.
@@ -30,6 +32,7 @@ REFINE_STEPS = ((3e-3, 1e-4), (1e-4, 5e-6))  # (relative half-width, relative st
 PHASE_BIN_MS = 1.0
 PHASE_SMOOTH_MS = 6.0
 MIN_SONG_MS = 4000.0
+WHOLE_BPM_SHARPNESS = 0.95  # a whole BPM replaces the estimate when its folded peak is 95% as sharp (train: flat from 0.9 to 0.99)
 PHASE_LATENCY_MS = 10.0  # the folded peak trails the mapped beats by 9.6 ms (median over the train songs)
 
 
@@ -89,6 +92,7 @@ def estimate_redline(onsets: OnsetEnvelope, min_bpm: float = 60.0, max_bpm: floa
     for half_width, step in REFINE_STEPS:
         candidates = bpm * (1 + np.arange(-half_width, half_width + step / 2, step))
         bpm = max(candidates, key=lambda b: _fold(times, envelope, 60000.0 / b)[0])
+    bpm = _whole_if_as_sharp(times, envelope, bpm)
     beat_length = _round(60000.0 / bpm, times[-1], leniency_ms)
     offset = _fold(times, envelope, beat_length)[1] - PHASE_LATENCY_MS
     return TimingPoint(float(round(offset % beat_length)), beat_length)  # whole ms, as postprocess.timing
@@ -209,6 +213,15 @@ def _fold(times: np.ndarray, envelope: np.ndarray, beat_length: float) -> tuple[
                          np.ones(2 * width + 1), mode="same")[width:width + bins]
     peak = int(np.argmax(smooth))
     return float(smooth[peak] / (smooth.mean() or 1.0)), (peak + 0.5) * beat_length / bins
+
+
+def _whole_if_as_sharp(times: np.ndarray, envelope: np.ndarray, bpm: float) -> float:
+    """The nearest whole BPM where the onset strength folds over it nearly as sharply as over `bpm`, else `bpm`."""
+    whole = float(round(bpm))
+    if whole == bpm or whole <= 0:
+        return bpm
+    sharpness = _fold(times, envelope, 60000.0 / bpm)[0]
+    return whole if _fold(times, envelope, 60000.0 / whole)[0] >= WHOLE_BPM_SHARPNESS * sharpness else bpm
 
 
 def _round(beat_length: float, song_ms: float, leniency_ms: float) -> float:

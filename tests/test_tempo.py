@@ -27,6 +27,14 @@ def test_a_click_track_gives_its_bpm_and_offset(bpm, offset_ms):
     assert 0 <= redline.time < beat
 
 
+def test_a_band_swaying_around_a_whole_bpm_gets_that_bpm():
+    # Clicks at 150 BPM that sway 15 ms early and late over a minute fold a hair sharper at 150.03 BPM, whose
+    # beats drift 10 ms from the song's over three minutes; a whole BPM nearly as sharp wins, as a mapper's would.
+    beats = np.arange(200.0, 120000.0, 400.0)
+    audio = clicks_at(beats + 15 * np.sin(2 * np.pi * beats / 60000), 120.0, SR)
+    assert 60000 / estimate_redline(OnsetEnvelope.of(audio, SR)).beat_length == 150.0
+
+
 def test_short_or_silent_audio_gives_no_redline():
     assert estimate_redline(OnsetEnvelope.of(click_track(3.0, 150.0, SR), SR)) is None
     assert estimate_redline(OnsetEnvelope.of(np.zeros(10 * SR, dtype=np.float32), SR)) is None
