@@ -22,7 +22,7 @@ sys.path.insert(0, str(ROOT))
 
 import numpy as np  # noqa: E402
 
-from evaluation.metrics import main_bpm, onsets  # noqa: E402
+from evaluation.metrics import main_bpm, nearest_distance, onsets  # noqa: E402
 from osuT5.audio import DEFAULT_SAMPLE_RATE, load_audio  # noqa: E402
 from osuT5.sources import find_beatmaps  # noqa: E402
 from postprocess.tempo import OnsetEnvelope, estimate_redline, follow_tempo  # noqa: E402
@@ -35,9 +35,7 @@ TOLERANCES_MS = (10, 20)
 
 def on_ticks(timing: Timing, times: np.ndarray, tolerance_ms: float) -> float:
     """The share of `times` within `tolerance_ms` of a 1/4 tick of `timing`."""
-    ticks = timing.ticks(4, times[0] - 1000, times[-1] + 1000)
-    after = np.clip(np.searchsorted(ticks, times), 1, len(ticks) - 1)
-    return float(np.mean(np.minimum(np.abs(ticks[after] - times), np.abs(times - ticks[after - 1])) <= tolerance_ms))
+    return float(np.mean(nearest_distance(timing.ticks(4, times[0] - 1000, times[-1] + 1000), times) <= tolerance_ms))
 
 
 def main() -> None:

@@ -37,6 +37,12 @@ def onsets(beatmap: Beatmap) -> np.ndarray:
     return np.unique(np.round(np.asarray(times, dtype=float)))
 
 
+def nearest_distance(sorted_points: np.ndarray, times: np.ndarray) -> np.ndarray:
+    """The distance (ms) from each of `times` to the nearest of `sorted_points` (two or more)."""
+    after = np.clip(np.searchsorted(sorted_points, times), 1, len(sorted_points) - 1)
+    return np.minimum(np.abs(sorted_points[after] - times), np.abs(sorted_points[after - 1] - times))
+
+
 def notes(beatmap: Beatmap) -> tuple[np.ndarray, np.ndarray]:
     """Every mania note's start time and column."""
     keys = max(beatmap.keycount, 1)

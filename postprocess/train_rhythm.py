@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from omegaconf import DictConfig
 
-from evaluation.metrics import onset_score, onsets
+from evaluation.metrics import nearest_distance, onset_score, onsets
 from osuT5.audio import DEFAULT_SAMPLE_RATE, AudioError, load_audio
 from osuT5.sources import SourceError, find_beatmaps
 from postprocess.rhythm import NEIGHBOURS, RhythmModel, SongOnsets, save_rhythm_model, tick_features
@@ -49,8 +49,7 @@ def map_ticks(cfg: DictConfig, split: str) -> list[dict]:
             continue
         onset_envelope, timing = song
         ticks = timing.ticks(4, reference[0], reference[-1])
-        after = np.clip(np.searchsorted(reference, ticks), 1, len(reference) - 1)
-        nearest = np.minimum(np.abs(reference[after] - ticks), np.abs(reference[after - 1] - ticks))
+        nearest = nearest_distance(reference, ticks)
         song_seconds = onset_envelope.whole.times[-1] / 1000
         maps.append({"mode": beatmap.mode, "ticks": ticks, "reference": reference,
                      "features": tick_features(onset_envelope, timing, ticks, len(beatmap.hit_objects) / song_seconds, beatmap.mode),

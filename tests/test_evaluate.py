@@ -12,13 +12,18 @@ from conftest import REPO_ROOT, circle, click_track, mania_note, osu_text, repla
 from evaluate import evaluate, select
 from evaluation.baselines import flux_onsets, half_beat_grid
 from evaluation.compare import main as compare_main
-from evaluation.metrics import (beat_phase_error, column_score, match, notes, onset_score, onsets, rhythm_distance,
-                                rhythm_shares)
+from evaluation.metrics import (beat_phase_error, column_score, match, nearest_distance, notes, onset_score, onsets,
+                                rhythm_distance, rhythm_shares)
 from evaluation.scoring import score_map
 from osuT5.audio import onset_strength
 from osuT5.sources import BeatmapEntry
 from tokenizer.osu_file import Beatmap, parse_beatmap, read_beatmap
 from tokenizer.timing import Timing, TimingPoint
+
+
+def test_nearest_distance_reaches_past_both_ends():
+    grid = np.array([0.0, 250.0, 500.0])
+    assert nearest_distance(grid, np.array([-40.0, 10.0, 130.0, 260.0, 520.0])).tolist() == [40.0, 10.0, 120.0, 10.0, 20.0]
 
 
 def test_matching_is_greedy_closest_first_and_one_to_one():
