@@ -20,7 +20,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from postprocess.beatmap import build_beatmap
-from postprocess.difficulty import fit_star_rating
+from postprocess.difficulty import fit_star_rating, removal_order, weakest_first_order
 from postprocess.generated import SUFFIX as GENERATED_SUFFIX
 from postprocess.generated import Generation, GeneratedError, read_generated, write_generated
 from postprocess.merge import merge_partial
@@ -256,6 +256,12 @@ def _check_sampling(cfg: DictConfig) -> None:
                f"{name} must be {what}, 0 or more, not {cfg[name]}")
     _check(isinstance(cfg.onset_fill_divisor, int) and not isinstance(cfg.onset_fill_divisor, bool)
            and 1 <= cfg.onset_fill_divisor <= 16, f"onset_fill_divisor must be a snap divisor from 1 to 16, not {cfg.onset_fill_divisor}")
+    fit = _per_mode(cfg.fit_stars)
+    _check(len(fit) == 4 and all(isinstance(v, bool) for v in fit),
+           f"fit_stars must be true or false, once or for each mode 0-3, not {cfg.fit_stars}")
+    tolerance = _per_mode(cfg.star_tolerance)
+    _check(len(tolerance) == 4 and all(isinstance(v, (int, float)) and not isinstance(v, bool) and v >= 0 for v in tolerance),
+           f"star_tolerance must be stars, 0 or more, once or for each mode 0-3, not {cfg.star_tolerance}")
     separate = cfg.separate_starts
     _check((OmegaConf.is_list(separate) or isinstance(separate, (list, tuple))) and len(separate) == 4
            and all(isinstance(v, bool) for v in separate),
@@ -471,11 +477,17 @@ def _postprocess(request: Request, generation: Generation, audio: np.ndarray, on
         fill = OnsetFill(fill_share * target, float(cfg.onset_fill_gap), float(cfg.onset_fill_strength), int(cfg.onset_fill_divisor),
                          float(cfg.onset_fill_drop), float(cfg.onset_fill_whole_beats))
         beatmap = fill_onsets(beatmap, score, fill, song_ms)
-    jump_fit = cfg.jump_fit[request.mode]
-    if cfg.fit_stars and jump_fit is not None and request.metadata.star_rating is not None and not cfg.add_to_beatmap:
-        stars = request.metadata.star_rating
-        beatmap = fit_star_rating(beatmap, stars, float(cfg.star_tolerance), from_stars(stars, tuple(jump_fit)),
-                                  float(cfg.fit_max_removed))
+    stars = request.metadata.star_rating
+    if _per_mode(cfg.fit_stars)[request.mode] and stars is not None and not cfg.add_to_beatmap:
+        jump_fit = cfg.jump_fit[request.mode]
+        floor = from_stars(stars, tuple(jump_fit)) if jump_fit is not None else None
+        order = removal_order
+        if jump_fit is None:  # taiko and mania: no movement to ease, so the notes a mapper is least likely to play go
+            if score is None:
+                score = _tick_score(rhythm, request.mode, audio, onsets(), Timing(generation.redlines), target)
+            order = partial(weakest_first_order, score=score)
+        tolerance = float(_per_mode(cfg.star_tolerance)[request.mode])
+        beatmap = fit_star_rating(beatmap, stars, tolerance, floor, float(cfg.fit_max_removed), order)
     if cfg.add_to_beatmap:
         beatmap = merge_partial(request.reference, beatmap, *_range(cfg, song_ms))
     return beatmap

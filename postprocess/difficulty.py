@@ -1,4 +1,4 @@
-"""Bringing a generated osu! or catch map down to the requested star rating.
+"""Bringing a generated osu!, catch or mania map down to the requested star rating.
 
 Density control (osuT5.density) gives a map human density, which is what taiko and mania star
 ratings follow. osu! and catch star ratings also come from movement, which the small model gets
@@ -15,15 +15,27 @@ map more than `tolerance` over the request:
    The small model's objects on 1/4 ticks match a human's 8% of the time (whole beats 63%), so this
    also drops its likeliest mistakes (54 val osu! maps: F1@20 0.431 -> 0.465 at the same stars).
    Spinners and the first object stay.
+
+Taiko and mania have no movement, and their star ratings follow density, which is fitted to human
+maps at the requested stars (osuT5.density). That fit is log-linear and overshoots easy maps: val
+mania requests under 1.2* came out at 2-3 times the human density and 0.5-0.8* over. So a mania map
+over the request loses notes instead (`weakest_first_order`): chords' extra notes first, then single
+notes, the weakest first: where the tick scorer (postprocess/rhythm.py) says a mapper is least
+likely to play. Taiko can be fitted the same way, but its star rating also follows rhythm changes,
+and on val the notes that fitting removed were too often a human's.
 """
 from __future__ import annotations
 
 import copy
 import math
+from typing import Callable
+
+import numpy as np
 
 from tokenizer.check import star_rating
 from tokenizer.osu_file import SLIDER, SPINNER, Beatmap, HitObject
 
+from .rhythm import TickScore
 from .validate import HEIGHT, MAX_DIVISOR, SNAP_LENIENCY_MS, WIDTH, object_in_playfield, object_points
 
 CATCH = 2
@@ -49,6 +61,20 @@ def removal_order(beatmap: Beatmap) -> list[int]:
         if o.kind == SLIDER and not catch:
             speed += o.path().length * o.slides / max(o.finish - o.time, 1.0)
         keys.append((REMOVAL_RANK.get(timing.snap_divisor(o.time, MAX_DIVISOR, SNAP_LENIENCY_MS), 0), -speed, i))
+    return [i for *_, i in sorted(keys)]
+
+
+def weakest_first_order(beatmap: Beatmap, score: TickScore) -> list[int]:
+    """Indices of the removable notes (sorted by time): every chord's notes but one first, then the single
+    notes; within each, those on the ticks `score` rates lowest first. The first note stays."""
+    objects = beatmap.hit_objects
+    scores = score(np.array([o.time for o in objects], dtype=float))
+    first_at_time: dict[float, int] = {}
+    keys = []
+    for i, o in enumerate(objects):
+        kept_longest = first_at_time.setdefault(o.time, i) == i
+        if i > 0:
+            keys.append((kept_longest, float(scores[i]), i))
     return [i for *_, i in sorted(keys)]
 
 
@@ -129,16 +155,17 @@ def without(beatmap: Beatmap, removed: set[int]) -> Beatmap:
     return thinned
 
 
-def fit_star_rating(beatmap: Beatmap, target: float, tolerance: float, floor: float, max_share: float) -> Beatmap:
-    """The map brought to at most target + tolerance stars, as far as the jump speed `floor` and
-    `max_share` allow. Stars fall (nearly) monotonically with the speed limit and with each removed
-    object, so both are found by bisection."""
+def fit_star_rating(beatmap: Beatmap, target: float, tolerance: float, floor: float | None, max_share: float,
+                    order: Callable[[Beatmap], list[int]] = removal_order) -> Beatmap:
+    """The map brought to at most target + tolerance stars, as far as the jump speed `floor` (None: jumps
+    stay) and `max_share` allow, removing objects in `order`. Stars fall (nearly) monotonically with the
+    speed limit and with each removed object, so both are found by bisection."""
     beatmap = copy.copy(beatmap)
     beatmap.hit_objects = sorted(beatmap.hit_objects, key=lambda o: o.time)
     goal = target + tolerance
     if not beatmap.hit_objects or star_rating(beatmap) <= goal:
         return beatmap
-    fast, slow = max(_jump_speeds(beatmap), default=floor), floor
+    fast, slow = (max(_jump_speeds(beatmap), default=floor), floor) if floor is not None else (0.0, 0.0)
     if fast > slow:
         best = cap_jumps(beatmap, slow)
         if star_rating(best) > goal:
@@ -152,12 +179,12 @@ def fit_star_rating(beatmap: Beatmap, target: float, tolerance: float, floor: fl
                 else:
                     slow, best = middle, capped
             return best
-    order = removal_order(beatmap)
-    low, high = 0, min(len(order), int(max_share * len(beatmap.hit_objects)))
+    removable = order(beatmap)
+    low, high = 0, min(len(removable), int(max_share * len(beatmap.hit_objects)))
     while low < high:  # the smallest count whose map rates at most `goal` (high if none does)
         middle = (low + high) // 2
-        if star_rating(without(beatmap, set(order[:middle]))) <= goal:
+        if star_rating(without(beatmap, set(removable[:middle]))) <= goal:
             high = middle
         else:
             low = middle + 1
-    return without(beatmap, set(order[:high]))
+    return without(beatmap, set(removable[:high]))

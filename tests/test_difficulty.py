@@ -1,12 +1,14 @@
-"""Fitting a generated osu! map to the requested star rating: shorter jumps, then fewer objects (finest rhythm first)."""
+"""Fitting a generated map to the requested star rating: shorter jumps, then fewer objects (osu! and catch: finest rhythm
+first; mania: chords, then the notes a mapper is least likely to play)."""
 from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 
-from conftest import circle, osu_text
-from postprocess.difficulty import cap_jumps, fit_star_rating, removal_order, without
+from conftest import circle, mania_note, osu_text
+from postprocess.difficulty import cap_jumps, fit_star_rating, weakest_first_order, removal_order, without
 from postprocess.validate import validity_problems
 from tokenizer.check import star_rating
 from tokenizer.osu_file import parse_beatmap
@@ -119,3 +121,30 @@ def test_catch_jumps_are_capped_sideways_and_a_catch_map_is_fitted():
     fitted = fit_star_rating(beatmap, target=2.0, tolerance=0.25, floor=0.28, max_share=0.75)
     assert star_rating(fitted) <= 2.25 and len(fitted.hit_objects) == len(beatmap.hit_objects)
     assert validity_problems(fitted) == []
+
+
+def test_mania_thins_chords_first_then_the_weakest_notes_and_keeps_the_first():
+    # 4K at 200 BPM: a chord on every beat (1000, 1300, ...) and a single note on every half beat between.
+    objects = [mania_note(0, 4, 1000), mania_note(2, 4, 1000), mania_note(1, 4, 1150),
+               mania_note(0, 4, 1300), mania_note(3, 4, 1300), mania_note(2, 4, 1450)]
+    beatmap = parse_beatmap(osu_text(3, objects, [BEAT], difficulty={"CircleSize": "4"}))
+    on_beats = lambda times: np.where(np.asarray(times) % 300 == 100, 0.9, 0.2)  # beats score high, half beats low
+    order = weakest_first_order(beatmap, on_beats)
+    assert order == [1, 4, 2, 5, 3]  # the chords' second notes, then the half beats, then the beat at 1300
+
+
+def test_a_dense_mania_map_loses_notes_down_to_the_request():
+    notes = [mania_note(k % 4, 4, 1000 + 75 * k) for k in range(400)]
+    chords = [mania_note((k + 2) % 4, 4, 1000 + 75 * k) for k in range(0, 400, 4)]
+    beatmap = parse_beatmap(osu_text(3, notes + chords, [BEAT], difficulty={"CircleSize": "4"}))
+    assert star_rating(beatmap) > 3.0
+    quarter = lambda times: (np.asarray(times) - 1000) // 75 % 4
+    score = lambda times: np.select([quarter(times) == 0, quarter(times) == 2], [0.9, 0.5], 0.1)  # beats, half beats, the rest
+    order = lambda b: weakest_first_order(b, score)
+    fitted = fit_star_rating(beatmap, target=2.0, tolerance=0.0, floor=None, max_share=0.75, order=order)
+    assert star_rating(fitted) <= 2.0
+    assert len(fitted.hit_objects) < len(beatmap.hit_objects) and validity_problems(fitted) == []
+    kept = quarter([o.time for o in fitted.hit_objects])
+    assert not (kept % 2 == 1).any() or (kept == 2).sum() == 100  # the weakest notes go before any half beat
+    assert [(o.x, o.time) for o in fitted.hit_objects] == sorted(
+        [(o.x, o.time) for o in fitted.hit_objects], key=lambda p: p[1])
