@@ -165,8 +165,8 @@ def fit_star_rating(beatmap: Beatmap, target: float, tolerance: float, floor: fl
     goal = target + tolerance
     if not beatmap.hit_objects or star_rating(beatmap) <= goal:
         return beatmap
-    fast, slow = (max(_jump_speeds(beatmap), default=floor), floor) if floor is not None else (0.0, 0.0)
-    if fast > slow:
+    fast, slow = max(_jump_speeds(beatmap), default=0.0), floor
+    if slow is not None and fast > slow:
         best = cap_jumps(beatmap, slow)
         if star_rating(best) > goal:
             beatmap = best
