@@ -465,8 +465,10 @@ def _postprocess(request: Request, generation: Generation, audio: np.ndarray, on
     onset_snap = float(_per_mode(cfg.onset_snap)[request.mode])
     fill_share, target = float(_per_mode(cfg.onset_fill)[request.mode]), _target_density(cfg, request.metadata)
     filling = fill_share > 0 and target is not None and not cfg.add_to_beatmap
+    stars, jump_fit = request.metadata.star_rating, cfg.jump_fit[request.mode]
+    fitting = _per_mode(cfg.fit_stars)[request.mode] and stars is not None and not cfg.add_to_beatmap
     score = None
-    if onset_snap > 0 or filling:
+    if onset_snap > 0 or filling or (fitting and jump_fit is None):  # taiko and mania fitting removes the weakest notes
         score = _tick_score(rhythm, request.mode, audio, onsets(), Timing(generation.redlines), target)
     beatmap = build_beatmap(generation.groups, template, seed=request.seed,
                             snap_overlaps=bool(cfg.snap_near_perfect_overlaps), resnap=bool(cfg.resnap_events),
@@ -477,15 +479,10 @@ def _postprocess(request: Request, generation: Generation, audio: np.ndarray, on
         fill = OnsetFill(fill_share * target, float(cfg.onset_fill_gap), float(cfg.onset_fill_strength), int(cfg.onset_fill_divisor),
                          float(cfg.onset_fill_drop), float(cfg.onset_fill_whole_beats))
         beatmap = fill_onsets(beatmap, score, fill, song_ms)
-    stars = request.metadata.star_rating
-    if _per_mode(cfg.fit_stars)[request.mode] and stars is not None and not cfg.add_to_beatmap:
-        jump_fit = cfg.jump_fit[request.mode]
+    if fitting:
+        # osu! and catch ease their jumps, then lose the hardest objects; taiko and mania have no movement to ease
         floor = from_stars(stars, tuple(jump_fit)) if jump_fit is not None else None
-        order = removal_order
-        if jump_fit is None:  # taiko and mania: no movement to ease, so the notes a mapper is least likely to play go
-            if score is None:
-                score = _tick_score(rhythm, request.mode, audio, onsets(), Timing(generation.redlines), target)
-            order = partial(weakest_first_order, score=score)
+        order = removal_order if jump_fit is not None else partial(weakest_first_order, score=score)
         tolerance = float(_per_mode(cfg.star_tolerance)[request.mode])
         beatmap = fit_star_rating(beatmap, stars, tolerance, floor, float(cfg.fit_max_removed), order)
     if cfg.add_to_beatmap:
