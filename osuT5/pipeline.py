@@ -20,7 +20,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from postprocess.beatmap import build_beatmap
-from postprocess.difficulty import fit_star_rating, removal_order, weakest_first_order
+from postprocess.difficulty import fit_star_rating, raise_star_rating, removal_order, weakest_first_order
 from postprocess.generated import SUFFIX as GENERATED_SUFFIX
 from postprocess.generated import Generation, GeneratedError, read_generated, write_generated
 from postprocess.merge import merge_partial
@@ -475,6 +475,7 @@ def _postprocess(request: Request, generation: Generation, audio: np.ndarray, on
                             exact_snaps=bool(cfg.exact_snaps),
                             separate=bool(cfg.separate_starts[request.mode]),
                             onset_score=score, onset_snap_beats=onset_snap)
+    fill = None
     if filling:
         fill = OnsetFill(fill_share * target, float(cfg.onset_fill_gap), float(cfg.onset_fill_strength), int(cfg.onset_fill_divisor),
                          float(cfg.onset_fill_drop), float(cfg.onset_fill_whole_beats))
@@ -485,6 +486,9 @@ def _postprocess(request: Request, generation: Generation, audio: np.ndarray, on
         order = removal_order if jump_fit is not None else partial(weakest_first_order, score=score)
         tolerance = float(_per_mode(cfg.star_tolerance)[request.mode])
         beatmap = fit_star_rating(beatmap, stars, tolerance, floor, float(cfg.fit_max_removed), order)
+        if fill is not None:  # a map under the request gets circles on its best free ticks, none taken out
+            more = replace(fill, drop_below=0.0)
+            beatmap = raise_star_rating(beatmap, stars, tolerance, lambda b, count: fill_onsets(b, score, more, song_ms, count))
     if cfg.add_to_beatmap:
         beatmap = merge_partial(request.reference, beatmap, *_range(cfg, song_ms))
     return beatmap

@@ -44,8 +44,9 @@ class OnsetFill:
     whole_beats_below: float = 0.0  # at fewer target objects a beat than this, candidates are whole beats only
 
 
-def fill_onsets(beatmap: Beatmap, score: TickScore, fill: OnsetFill, song_ms: float) -> Beatmap:
-    """`beatmap` with circles added on its best-scored unmapped ticks (changed in place and returned).
+def fill_onsets(beatmap: Beatmap, score: TickScore, fill: OnsetFill, song_ms: float, count: int | None = None) -> Beatmap:
+    """`beatmap` with circles added on its best-scored unmapped ticks (changed in place and returned), up to
+    `count` objects (default: `fill.target` objects/s over the song).
 
     With `fill.drop_below`, circles on weaker ticks are taken out first and as many strong ticks are
     filled again; where too few strong ticks are free, the strongest of those circles come back.
@@ -53,7 +54,7 @@ def fill_onsets(beatmap: Beatmap, score: TickScore, fill: OnsetFill, song_ms: fl
     objects = sorted(beatmap.hit_objects, key=lambda o: o.time)
     if len(objects) < 2:
         return beatmap
-    wanted = max(math.floor(fill.target * song_ms / 1000), len(objects))
+    wanted = max(math.floor(fill.target * song_ms / 1000) if count is None else count, len(objects))
     on_tick = score(np.array([o.time for o in objects]))
     weak = [(s, o) for s, o in zip(on_tick, objects) if o.kind == CIRCLE and s < fill.drop_below]
     kept = [o for s, o in zip(on_tick, objects) if not (o.kind == CIRCLE and s < fill.drop_below)]

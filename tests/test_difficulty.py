@@ -1,14 +1,15 @@
 """Fitting a generated map to the requested star rating: shorter jumps, then fewer objects (osu! and catch: finest rhythm
-first; mania: chords, then the notes a mapper is least likely to play)."""
+first; mania: chords, then the notes a mapper is least likely to play); a map under the request gets more."""
 from __future__ import annotations
 
+import copy
 import math
 
 import numpy as np
 import pytest
 
 from conftest import circle, mania_note, osu_text
-from postprocess.difficulty import cap_jumps, fit_star_rating, weakest_first_order, removal_order, without
+from postprocess.difficulty import cap_jumps, fit_star_rating, raise_star_rating, removal_order, weakest_first_order, without
 from postprocess.validate import validity_problems
 from tokenizer.check import star_rating
 from tokenizer.osu_file import parse_beatmap
@@ -148,3 +149,20 @@ def test_a_dense_mania_map_loses_notes_down_to_the_request():
     assert not (kept % 2 == 1).any() or (kept == 2).sum() == 100  # the weakest notes go before any half beat
     assert [(o.x, o.time) for o in fitted.hit_objects] == sorted(
         [(o.x, o.time) for o in fitted.hit_objects], key=lambda p: p[1])
+
+
+def test_a_sparse_mania_map_gets_as_many_notes_as_keep_it_at_the_request():
+    beats = [mania_note(k % 4, 4, 1000 + 300 * k) for k in range(200)]
+    beatmap = parse_beatmap(osu_text(3, beats, [BEAT], difficulty={"CircleSize": "4"}))
+    half_beats = parse_beatmap(osu_text(3, [mania_note((k + 2) % 4, 4, 1150 + 300 * k) for k in range(199)], [BEAT])).hit_objects
+
+    def add(b, count):  # half beats in time order, as many as `count` allows
+        b.hit_objects = sorted(b.hit_objects + half_beats[:count - len(b.hit_objects)], key=lambda o: o.time)
+        return b
+
+    stars = star_rating(beatmap)
+    raised = raise_star_rating(beatmap, stars + 0.5, 0.25, add)
+    assert len(beatmap.hit_objects) == 200 and star_rating(raised) <= stars + 0.5
+    assert len(raised.hit_objects) > 200 and star_rating(add(copy.copy(beatmap), len(raised.hit_objects) + 1)) > stars + 0.5
+    assert validity_problems(raised) == []
+    assert raise_star_rating(beatmap, stars + 0.2, 0.25, add) is beatmap  # within the tolerance: left alone

@@ -392,6 +392,23 @@ def test_osu_catch_and_mania_maps_are_fitted_to_the_requested_stars_unless_asked
     assert validity_problems(read_beatmap(fitted.osu_path)) == []
 
 
+def test_a_mania_map_under_the_request_gets_notes_on_the_clicks_it_skipped(model_dir, song, monkeypatch, tokenizer):
+    every_other_beat = [mania_note(k % 4, 4, 750 + 1000 * k) for k in range(10)]  # the clicks are every 500 ms from 250
+    sparse = osu_text(3, every_other_beat, ["250,500,4,2,0,60,1,0"], general={"AudioFilename": "audio.ogg"},
+                      difficulty={"CircleSize": "4"})
+    replay_maps(monkeypatch, tokenizer, lambda mode: parse_beatmap(sparse))
+    # onset fill itself adds and moves nothing (a tenth of the target density, no drop); the map rates far under the request
+    settings = [f"audio_path={song}", "gamemode=3", "timing_source=model", "target_density=2", "onset_fill=0.1",
+                "onset_fill_drop=0", "difficulty=4"]
+    free = run(config(model_dir, *settings, "fit_stars=false"))
+    raised = run(config(model_dir, *settings, "output_path=" + str(song.parent / "raised")))
+    plain, notes = [o.time for o in free.beatmap.hit_objects], read_beatmap(raised.osu_path).hit_objects
+    added = sorted({o.time for o in notes} - set(plain))
+    assert len(plain) == 10 and free.stars < raised.stars <= 4
+    assert len(added) == 9 and max(abs((t - 250 + 250) % 500 - 250) for t in added) <= 10  # on the clicks between
+    assert validity_problems(read_beatmap(raised.osu_path)) == []
+
+
 def test_taiko_maps_are_fitted_only_when_asked(model_dir, song, human_model):
     settings = [f"audio_path={song}", "gamemode=1", "timing_source=model", "target_density=null", "difficulty=0.5"]
     assert run(config(model_dir, *settings)).stars > 1.0
