@@ -27,7 +27,7 @@ from postprocess.merge import merge_partial
 from postprocess.onset_fill import OnsetFill, fill_onsets
 from postprocess.package import write_osz
 from postprocess.rhythm import RhythmModel, RhythmModelError, RhythmScorer, SongOnsets, TickScore, load_rhythm_model, onset_share
-from postprocess.tempo import OnsetEnvelope, beat_support, estimate_redline, follow_tempo
+from postprocess.tempo import KICK_BAND_HZ, OnsetEnvelope, beat_support, estimate_redline, follow_tempo, start_bars
 from postprocess.timing import DEFAULT_BEAT_LENGTH, consensus_markers, markers_to_timing_points
 from tokenizer.check import star_rating
 from tokenizer.encode import beatmap_to_groups, hold_note_ratio, is_hitsounded, scroll_speed_ratio, timing_groups
@@ -658,7 +658,7 @@ def _timing(request: Request, generator: Generator, plan: ContextPlan, outputs: 
         elif generated and beat_support(onsets, generated) * float(cfg.audio_timing_margin) >= beat_support(onsets, [estimated]):
             chosen = generated
         else:
-            chosen = [estimated]
+            chosen = [start_bars(estimated, OnsetEnvelope.of(generator.audio.numpy(), generator.sample_rate, [KICK_BAND_HZ]))]
     if not cfg.follow_tempo:
         return chosen
     return follow_tempo(onsets, chosen, generator.song_ms, float(cfg.timing_leniency))

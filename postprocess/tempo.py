@@ -34,6 +34,8 @@ PHASE_SMOOTH_MS = 6.0
 MIN_SONG_MS = 4000.0
 WHOLE_BPM_SHARPNESS = 0.95  # a whole BPM replaces the estimate when its folded peak is 95% as sharp (train: flat from 0.9 to 0.99)
 PHASE_LATENCY_MS = 10.0  # the folded peak trails the mapped beats by 9.6 ms (median over the train songs)
+KICK_BAND_HZ = (0.0, 200.0)  # a kick drum's onsets mark the bars' first beats
+BAR_LEAD = 1.32  # the song's first beat starts the bars unless another beat of four holds 1.32x its kick (train split fit)
 
 
 BEAT_WINDOW_MS = 20.0  # onset strength this close to a beat counts as on it
@@ -96,6 +98,24 @@ def estimate_redline(onsets: OnsetEnvelope, min_bpm: float = 60.0, max_bpm: floa
     beat_length = _round(60000.0 / bpm, times[-1], leniency_ms)
     offset = _fold(times, envelope, beat_length)[1] - PHASE_LATENCY_MS
     return TimingPoint(float(round(offset % beat_length)), beat_length)  # whole ms, as postprocess.timing
+
+
+def start_bars(redline: TimingPoint, kick: OnsetEnvelope) -> TimingPoint:
+    """The redline moved on by whole beats so that its bars start on the beat (of each `meter`) holding the most
+    low-frequency onset strength (`kick`: the `KICK_BAND_HZ` envelope) over the song, where a kick drum marks the
+    downbeat. Songs mostly start on a bar, so that beat must hold `BAR_LEAD` times the first beat's. The beats stay
+    where they are; the bar lines, and the place in the bar the tick scorer reads, move. On the songs whose BPM the
+    estimate gets, the bars start on the mapper's 48% of the time on train (the first beat: 39%), 61% on val (50%)."""
+    beat, meter = redline.beat_length, max(redline.meter, 1)
+    count = int((kick.times[-1] - redline.time) / beat) if len(kick.times) else 0
+    if count < 2 * meter:
+        return redline
+    strength = np.ravel(kick.peak_near(redline.time + beat * np.arange(count)))
+    per_place = np.array([strength[k::meter].mean() for k in range(meter)])
+    best = int(np.argmax(per_place))
+    if per_place[best] <= BAR_LEAD * per_place[0]:
+        return redline
+    return replace(redline, time=float(round(redline.time + best * beat)))
 
 
 def beat_support(onsets: OnsetEnvelope, redlines: list[TimingPoint]) -> float:

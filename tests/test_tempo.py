@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from conftest import click_track, clicks_at
-from postprocess.tempo import OnsetEnvelope, beat_support, estimate_redline, follow_tempo
+from postprocess.tempo import KICK_BAND_HZ, OnsetEnvelope, beat_support, estimate_redline, follow_tempo, start_bars
 from tokenizer.timing import Timing, TimingPoint
 
 SR = 16000
@@ -45,6 +45,24 @@ def test_the_bpm_range_picks_the_metrical_level():
     onsets = OnsetEnvelope.of(click_track(30.0, 240.0, SR, 100.0), SR)
     assert 60000 / estimate_redline(onsets, min_bpm=200).beat_length == pytest.approx(240)
     assert 60000 / estimate_redline(onsets, max_bpm=200).beat_length == pytest.approx(120)
+
+
+def with_kicks(audio: np.ndarray, times_ms) -> np.ndarray:
+    """`audio` plus a 60 Hz thump (a kick drum) at each of the times."""
+    kick = (np.sin(2 * np.pi * 60 * np.arange(1600) / SR) * np.exp(-np.arange(1600) / 400)).astype(np.float32)
+    for time in times_ms:
+        i = int(time * SR / 1000)
+        audio[i:i + len(kick)] += kick[:len(audio) - i]
+    return audio
+
+
+@pytest.mark.parametrize("first_kick, bar_starts", [(1250.0, 1250.0), (250.0, 250.0), (None, 250.0)])
+def test_bars_start_on_the_kick_unless_the_first_beat_has_it(first_kick, bar_starts):
+    audio = click_track(30.0, 120.0, SR, 250.0)  # a click on every beat from 250 ms
+    if first_kick is not None:
+        audio = with_kicks(audio, np.arange(first_kick, 30000.0, 2000.0))  # and a kick on one beat of each four
+    kick = OnsetEnvelope.of(audio, SR, [KICK_BAND_HZ])
+    assert start_bars(TimingPoint(250.0, 500.0), kick) == TimingPoint(bar_starts, 500.0)
 
 
 def test_beat_support_scores_the_right_grid_above_wrong_ones():
