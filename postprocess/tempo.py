@@ -6,7 +6,7 @@ around osu!'s usual BPMs), then the beat length is refined by folding the whole 
 over it: the right beat length stacks every beat into one sharp phase peak, a slightly wrong one
 smears them. Mappers time most songs at a whole BPM (106 of this corpus's 114 sets), so a whole BPM whose
 fold is as sharp replaces the estimate: a 0.02 BPM error drifts the beats by 20 ms over a 3-minute song. The peak's
-phase is the offset.
+phase is the offset, and `start_bars` then puts the bar lines where the kick drum is.
 
 Whatever the redlines' source, `follow_tempo` then adds redlines where the song speeds up or slows
 down and its beats drift away from them.
