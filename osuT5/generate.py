@@ -17,6 +17,7 @@ import torch
 from tqdm import tqdm
 from transformers.modeling_outputs import BaseModelOutput
 
+from postprocess.rhythm import SongOnsets
 from postprocess.tempo import OnsetEnvelope
 from tokenizer.decode import TIME_STEP_MS, events_to_groups
 from tokenizer.encode import groups_to_events, window_slice
@@ -165,9 +166,14 @@ class Generator:
         self.tokens_generated = 0
 
     @cached_property
+    def song_onsets(self) -> SongOnsets:
+        """The song's onset strength, whole and by band, and loudness: computed once for the audio's own tempo
+        and bars, the map pass's onset prior and post-processing's tick scorer."""
+        return SongOnsets.of(self.audio.numpy(), self.sample_rate)
+
+    @property
     def onsets(self) -> OnsetEnvelope:
-        """The song's onset envelope: for the audio's own tempo and the map pass's onset prior."""
-        return OnsetEnvelope.of(self.audio.numpy(), self.sample_rate)
+        return self.song_onsets.whole
 
     def windows(self, start_ms: float | None = None, end_ms: float | None = None) -> list[Window]:
         return plan_windows(len(self.audio), self.window_samples, self.sample_rate, self.lookback, self.lookahead, start_ms, end_ms)

@@ -27,7 +27,7 @@ from postprocess.merge import merge_partial
 from postprocess.onset_fill import OnsetFill, fill_onsets
 from postprocess.package import write_osz
 from postprocess.rhythm import RhythmModel, RhythmModelError, RhythmScorer, SongOnsets, TickScore, load_rhythm_model, onset_share
-from postprocess.tempo import KICK_BAND_HZ, OnsetEnvelope, beat_support, estimate_redline, follow_tempo, start_bars
+from postprocess.tempo import beat_support, estimate_redline, follow_tempo, start_bars
 from postprocess.timing import DEFAULT_BEAT_LENGTH, consensus_markers, markers_to_timing_points
 from tokenizer.check import star_rating
 from tokenizer.encode import beatmap_to_groups, hold_note_ratio, is_hitsounded, scroll_speed_ratio, timing_groups
@@ -395,11 +395,11 @@ def run(cfg: DictConfig) -> Result:
     rhythm = load_rhythm(cfg)
     if cfg.generated_path:
         generation, song_ms, tokens = _saved_generation(request), len(audio) * 1000 / DEFAULT_SAMPLE_RATE, 0
-        onsets = partial(OnsetEnvelope.of, audio, DEFAULT_SAMPLE_RATE)
+        song = partial(SongOnsets.of, audio, DEFAULT_SAMPLE_RATE)
     else:
         generator, generation, song_ms = _run_model(request, audio)
-        onsets, tokens = (lambda: generator.onsets), generator.tokens_generated
-    beatmap = _postprocess(request, generation, audio, onsets, song_ms, rhythm)
+        song, tokens = (lambda: generator.song_onsets), generator.tokens_generated
+    beatmap = _postprocess(request, generation, song, song_ms, rhythm)
     if not beatmap.hit_objects:
         raise EmptyMapError("the model wrote no hit objects for this song; nothing was saved "
                             "(try another seed, a higher temperature, or check model_path)")
@@ -456,7 +456,7 @@ def build_generator(request: Request, audio: np.ndarray) -> Generator:
                      int(cfg.max_new_tokens), autocast=autocast, progress=bool(cfg.progress))
 
 
-def _postprocess(request: Request, generation: Generation, audio: np.ndarray, onsets: Callable[[], OnsetEnvelope],
+def _postprocess(request: Request, generation: Generation, song: Callable[[], SongOnsets],
                  song_ms: float, rhythm: RhythmModel | None) -> Beatmap:
     """The playable beatmap: built from the groups on the redlines, fitted to the stars, merged for a remap."""
     cfg = request.cfg
@@ -469,7 +469,7 @@ def _postprocess(request: Request, generation: Generation, audio: np.ndarray, on
     fitting = _per_mode(cfg.fit_stars)[request.mode] and stars is not None and not cfg.add_to_beatmap
     score = None
     if onset_snap > 0 or filling or (fitting and jump_fit is None):  # taiko and mania fitting removes the weakest notes
-        score = _tick_score(rhythm, request.mode, audio, onsets(), Timing(generation.redlines), target)
+        score = _tick_score(rhythm, request.mode, song(), Timing(generation.redlines), target)
     beatmap = build_beatmap(generation.groups, template, seed=request.seed,
                             snap_overlaps=bool(cfg.snap_near_perfect_overlaps), resnap=bool(cfg.resnap_events),
                             exact_snaps=bool(cfg.exact_snaps),
@@ -504,13 +504,12 @@ def load_rhythm(cfg: DictConfig) -> RhythmModel | None:
         raise InferenceError(str(error)) from None
 
 
-def _tick_score(rhythm: RhythmModel | None, mode: int, audio: np.ndarray, envelope: OnsetEnvelope, timing: Timing,
-                target: float | None) -> TickScore:
+def _tick_score(rhythm: RhythmModel | None, mode: int, song: SongOnsets, timing: Timing, target: float | None) -> TickScore:
     """What onset snapping and filling rank ticks by: the rhythm model's probability where it was trained on the
     mode (and there is a target density), else onset strength."""
     if rhythm is None or target is None or mode not in rhythm.gamemodes:
-        return onset_share(envelope)
-    return RhythmScorer(rhythm, SongOnsets.of(audio, DEFAULT_SAMPLE_RATE, envelope), timing, target, mode)
+        return onset_share(song.whole)
+    return RhythmScorer(rhythm, song, timing, target, mode)
 
 
 def load_song(path: Path, sample_rate: int, task: str = "map") -> np.ndarray:
@@ -658,7 +657,7 @@ def _timing(request: Request, generator: Generator, plan: ContextPlan, outputs: 
         elif generated and beat_support(onsets, generated) * float(cfg.audio_timing_margin) >= beat_support(onsets, [estimated]):
             chosen = generated
         else:
-            chosen = [start_bars(estimated, OnsetEnvelope.of(generator.audio.numpy(), generator.sample_rate, [KICK_BAND_HZ]))]
+            chosen = [start_bars(estimated, generator.song_onsets.kick)]
     if not cfg.follow_tempo:
         return chosen
     return follow_tempo(onsets, chosen, generator.song_ms, float(cfg.timing_leniency))

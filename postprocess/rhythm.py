@@ -27,10 +27,10 @@ from torch import nn
 from osuT5.audio import ONSET_HOP_MS
 from tokenizer.timing import Timing
 
-from .tempo import OnsetEnvelope
+from .tempo import KICK_BAND_HZ, OnsetEnvelope
 
 CONFIG_FILE, WEIGHTS_FILE = "config.json", "model.safetensors"
-BANDS_HZ = ((0.0, 200.0), (200.0, 1000.0), (1000.0, 4000.0), (4000.0, 8000.0))
+BANDS_HZ = (KICK_BAND_HZ, (200.0, 1000.0), (1000.0, 4000.0), (4000.0, 8000.0))  # the first also places the bars
 NEIGHBOURS = (-8, -4, -3, -2, -1, 0, 1, 2, 3, 4, 8)  # quarter beats around a tick whose whole-band strength is a feature
 BAND_NEIGHBOURS = (-2, -1, 0, 1, 2)  # ... and whose band strengths are
 SECTION_QUARTERS = 32  # the song's busyness around a tick: mean strength over +-8 beats of quarter ticks
@@ -63,7 +63,7 @@ class SongOnsets:
     loudness: np.ndarray
 
     @classmethod
-    def of(cls, audio: np.ndarray, sample_rate: int, whole: OnsetEnvelope | None = None) -> "SongOnsets":
+    def of(cls, audio: np.ndarray, sample_rate: int) -> "SongOnsets":
         hop = max(int(round(sample_rate * ONSET_HOP_MS / 1000)), 1)
         power = np.asarray(audio, dtype=np.float64) ** 2
         frames = len(power) // hop + 1
@@ -71,8 +71,13 @@ class SongOnsets:
         radius = max(int(LOUDNESS_MS / ONSET_HOP_MS / 2), 1)
         rms = np.sqrt(np.convolve(per_frame, np.ones(2 * radius + 1) / (2 * radius + 1), mode="same"))
         loud = np.percentile(rms, LOUDNESS_PERCENTILE)
-        return cls(whole if whole is not None else OnsetEnvelope.of(audio, sample_rate),
-                   OnsetEnvelope.of(audio, sample_rate, BANDS_HZ), rms / loud if loud > 0 else rms)
+        return cls(OnsetEnvelope.of(audio, sample_rate), OnsetEnvelope.of(audio, sample_rate, BANDS_HZ),
+                   rms / loud if loud > 0 else rms)
+
+    @property
+    def kick(self) -> OnsetEnvelope:
+        """The lowest band's onset strength (`KICK_BAND_HZ`), where tempo.start_bars looks for the downbeats."""
+        return OnsetEnvelope(self.bands.times, self.bands.values[:, 0])
 
 
 def tick_features(song: SongOnsets, timing: Timing, times: np.ndarray, objects_per_s: float, mode: int) -> np.ndarray:

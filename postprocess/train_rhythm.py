@@ -23,7 +23,7 @@ from evaluation.metrics import nearest_distance, onset_score, onsets
 from osuT5.audio import DEFAULT_SAMPLE_RATE, AudioError, load_audio
 from osuT5.sources import SourceError, find_beatmaps
 from postprocess.rhythm import NEIGHBOURS, RhythmModel, SongOnsets, save_rhythm_model, tick_features
-from postprocess.tempo import KICK_BAND_HZ, OnsetEnvelope, estimate_redline, follow_tempo, start_bars
+from postprocess.tempo import estimate_redline, follow_tempo, start_bars
 from tokenizer.osu_file import BeatmapError, read_beatmap
 from tokenizer.timing import Timing
 
@@ -69,7 +69,7 @@ def _song(path: Path) -> tuple[SongOnsets, Timing] | None:
     redline = estimate_redline(song.whole)
     if redline is None:
         return None
-    redline = start_bars(redline, OnsetEnvelope.of(audio, DEFAULT_SAMPLE_RATE, [KICK_BAND_HZ]))
+    redline = start_bars(redline, song.kick)
     return song, Timing(follow_tempo(song.whole, [redline], len(audio) * 1000 / DEFAULT_SAMPLE_RATE))
 
 
