@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 
 from conftest import click_track, clicks_at
-from postprocess.tempo import KICK_BAND_HZ, OnsetEnvelope, beat_support, estimate_redline, follow_tempo, start_bars
+from postprocess.tempo import (KICK_BAND_HZ, OnsetEnvelope, _phased_like, beat_support, estimate_redline, follow_tempo,
+                               start_bars)
 from tokenizer.timing import Timing, TimingPoint
 
 SR = 16000
@@ -99,6 +100,21 @@ def test_follow_tempo_adds_a_redline_on_the_downbeat_where_the_song_speeds_up():
     later = clicks[90:]
     beats = Timing(followed).ticks(1, later[0] - 200, later[-1] + 200)
     assert np.abs(later[:, None] - beats[None, :]).min(axis=1).max() <= 5
+
+
+@pytest.mark.parametrize("error_ms", [-12.0, 9.0])
+def test_a_new_redline_is_phased_like_the_old_one(error_ms):
+    # Fitted to tracked beats, a new redline can sit several ms off its section's beats (13 ms on a val song);
+    # it moves onto them, as its section's onset strength peaks where the old section's does against its beats.
+    clicks = np.concatenate([300 + 400 * np.arange(72), 300 + 400 * 72 + 60000 / 156 * np.arange(75)])
+    onsets = OnsetEnvelope.of(clicks_at(clicks, 60.0), SR)
+    redline, change = TimingPoint(300.0, 400.0), clicks[72]
+    off = TimingPoint(change + error_ms, 60000 / 156)
+    [phased] = _phased_like(onsets, redline, [off], 60000.0)
+    assert abs(phased.time - change) <= 2 and phased.beat_length == off.beat_length
+    # too few beats to fold, 4 in the new section or in the old one, leave it where it is
+    assert _phased_like(onsets, redline, [off], off.time + 4 * off.beat_length) == [off]
+    assert _phased_like(onsets, TimingPoint(change - 1600, 400.0), [off], 60000.0) == [off]
 
 
 def test_follow_tempo_keeps_the_redlines_of_a_song_that_keeps_its_tempo():
