@@ -211,6 +211,7 @@ def _latency(onsets: OnsetEnvelope, redline: TimingPoint, stop: float) -> float 
 
 
 def _wrapped(ms: float, beat_length: float) -> float:
+    """`ms` as the nearest signed offset from a beat: within half a beat either side."""
     return (ms + beat_length / 2) % beat_length - beat_length / 2
 
 
