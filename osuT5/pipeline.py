@@ -24,7 +24,7 @@ from postprocess.difficulty import fit_star_rating, raise_star_rating, removal_o
 from postprocess.generated import SUFFIX as GENERATED_SUFFIX
 from postprocess.generated import Generation, GeneratedError, read_generated, write_generated
 from postprocess.merge import merge_partial
-from postprocess.onset_fill import OnsetFill, fill_onsets
+from postprocess.onset_fill import OnsetFill, fill_chords, fill_onsets
 from postprocess.package import write_osz
 from postprocess.rhythm import RhythmModel, RhythmModelError, RhythmScorer, SongOnsets, TickScore, load_rhythm_model, onset_share
 from postprocess.tempo import beat_support, estimate_redline, follow_tempo, start_bars
@@ -249,13 +249,16 @@ def _check_sampling(cfg: DictConfig) -> None:
         values = _per_mode(cfg[name])
         _check(len(values) == 4 and all(isinstance(v, (int, float)) and not isinstance(v, bool) and v >= 0 for v in values),
                f"{name} must be {what} of 0 (off) or more, or one per mode 0-3, not {cfg[name]}")
-    for name, what in (("onset_fill_gap", "ms"), ("onset_fill_strength", "a tick score"),
+    for name, what in (("onset_fill_gap", "ms"), ("mania_raise_gap", "ms"), ("onset_fill_strength", "a tick score"),
                        ("onset_fill_drop", "a tick score"),
                        ("onset_fill_whole_beats", "objects a beat")):
         _check(isinstance(cfg[name], (int, float)) and not isinstance(cfg[name], bool) and cfg[name] >= 0,
                f"{name} must be {what}, 0 or more, not {cfg[name]}")
     _check(isinstance(cfg.onset_fill_divisor, int) and not isinstance(cfg.onset_fill_divisor, bool)
            and 1 <= cfg.onset_fill_divisor <= 16, f"onset_fill_divisor must be a snap divisor from 1 to 16, not {cfg.onset_fill_divisor}")
+    _check(isinstance(cfg.mania_raise_divisor, int) and not isinstance(cfg.mania_raise_divisor, bool)
+           and 0 <= cfg.mania_raise_divisor <= 16,
+           f"mania_raise_divisor must be a snap divisor from 1 to 16, or 0 (off), not {cfg.mania_raise_divisor}")
     fit = _per_mode(cfg.fit_stars)
     _check(len(fit) == 4 and all(isinstance(v, bool) for v in fit),
            f"fit_stars must be true or false, once or for each mode 0-3, not {cfg.fit_stars}")
@@ -488,7 +491,13 @@ def _postprocess(request: Request, generation: Generation, song: Callable[[], So
         beatmap = fit_star_rating(beatmap, stars, tolerance, floor, float(cfg.fit_max_removed), order)
         if fill is not None:  # a map under the request gets circles on its best free ticks, none taken out
             more = replace(fill, drop_below=0.0)
-            beatmap = raise_star_rating(beatmap, stars, tolerance, lambda b, count: fill_onsets(b, score, more, song_ms, count))
+            raisers = [lambda b, count: fill_onsets(b, score, more, song_ms, count)]
+            if request.mode == 3 and cfg.mania_raise_divisor:  # still under: chords, then finer ticks
+                finer = replace(more, divisor=int(cfg.mania_raise_divisor), min_gap_ms=float(cfg.mania_raise_gap))
+                raisers += [lambda b, count: fill_chords(b, score, count, finer.min_gap_ms),
+                            lambda b, count: fill_onsets(b, score, finer, song_ms, count)]
+            for add in raisers:
+                beatmap = raise_star_rating(beatmap, stars, tolerance, add)
     if cfg.add_to_beatmap:
         beatmap = merge_partial(request.reference, beatmap, *_range(cfg, song_ms))
     return beatmap

@@ -77,6 +77,23 @@ def fill_onsets(beatmap: Beatmap, score: TickScore, fill: OnsetFill, song_ms: fl
     return beatmap
 
 
+def fill_chords(beatmap: Beatmap, score: TickScore, count: int, min_gap_ms: float) -> Beatmap:
+    """A mania `beatmap` with a second note at the times of its single notes, best scored first, up to `count`
+    objects (changed in place and returned): each in the column free longest, released `min_gap_ms` before.
+    Hard human mania maps reach their star rating with chords as much as with faster rhythm."""
+    objects = sorted(beatmap.hit_objects, key=lambda o: o.time)
+    unique, counts = np.unique([o.time for o in objects], return_counts=True)
+    single = unique[counts == 1]
+    for time in single[np.argsort(-score(single), kind="stable")] if len(single) else []:
+        if len(objects) >= count:
+            break
+        x = _free_column_x(beatmap, objects, float(time), min_gap_ms)
+        if x is not None:  # after the notes at its time, so later chord notes see its column taken
+            bisect.insort_right(objects, HitObject(x, 192.0, float(time), CIRCLE), key=lambda o: o.time)
+    beatmap.hit_objects = objects
+    return beatmap
+
+
 def _strong_free_ticks(beatmap: Beatmap, score: TickScore, objects: list[HitObject], span: tuple[float, float], count: int,
                        fill: OnsetFill) -> list[float]:
     """Up to `count` ticks in `span` (the map's, before any circle was taken out), best scored first, that score at least

@@ -354,6 +354,8 @@ def test_a_bad_target_density_is_one_sentence(model_dir, fast_song, value):
                                             ("onset_fill_divisor=0", "onset_fill_divisor must be a snap divisor from 1 to 16"),
                                             ("onset_fill_divisor=2.5", "onset_fill_divisor must be a snap divisor"),
                                             ("onset_fill_whole_beats=-1", "onset_fill_whole_beats must be objects a beat, 0 or more"),
+                                            ("mania_raise_gap=-5", "mania_raise_gap must be ms, 0 or more"),
+                                            ("mania_raise_divisor=17", "mania_raise_divisor must be a snap divisor from 1 to 16, or 0"),
                                             ("fit_stars=[true,false]", "fit_stars must be true or false, once or for each mode"),
                                             ("fit_stars=often", "fit_stars must be true or false"),
                                             ("star_tolerance=-1", "star_tolerance must be stars, 0 or more"),
@@ -392,7 +394,7 @@ def test_osu_catch_and_mania_maps_are_fitted_to_the_requested_stars_unless_asked
     assert validity_problems(read_beatmap(fitted.osu_path)) == []
 
 
-def test_a_mania_map_under_the_request_gets_notes_on_the_clicks_it_skipped(model_dir, song, monkeypatch, tokenizer):
+def test_a_mania_map_under_the_request_gets_notes_on_the_clicks_it_skipped_then_chords(model_dir, song, monkeypatch, tokenizer):
     every_other_beat = [mania_note(k % 4, 4, 750 + 1000 * k) for k in range(10)]  # the clicks are every 500 ms from 250
     sparse = osu_text(3, every_other_beat, ["250,500,4,2,0,60,1,0"], general={"AudioFilename": "audio.ogg"},
                       difficulty={"CircleSize": "4"})
@@ -401,12 +403,18 @@ def test_a_mania_map_under_the_request_gets_notes_on_the_clicks_it_skipped(model
     settings = [f"audio_path={song}", "gamemode=3", "timing_source=model", "target_density=2", "onset_fill=0.1",
                 "onset_fill_drop=0", "difficulty=4"]
     free = run(config(model_dir, *settings, "fit_stars=false"))
-    raised = run(config(model_dir, *settings, "output_path=" + str(song.parent / "raised")))
+    raised = run(config(model_dir, *settings, "mania_raise_divisor=0", "output_path=" + str(song.parent / "raised")))
     plain, notes = [o.time for o in free.beatmap.hit_objects], read_beatmap(raised.osu_path).hit_objects
     added = sorted({o.time for o in notes} - set(plain))
     assert len(plain) == 10 and free.stars < raised.stars <= 4
-    assert len(added) == 9 and max(abs((t - 250 + 250) % 500 - 250) for t in added) <= 10  # on the clicks between
+    assert len(added) == 9 and len(notes) == 19
+    assert max(abs((t - 250 + 250) % 500 - 250) for t in added) <= 10  # on the clicks between
     assert validity_problems(read_beatmap(raised.osu_path)) == []
+    # still under the request, it then gets chord notes on those 19 times (its 1/4 ticks are silent: none there)
+    chorded = run(config(model_dir, *settings, "output_path=" + str(song.parent / "chorded")))
+    notes = read_beatmap(chorded.osu_path).hit_objects
+    assert raised.stars < chorded.stars <= 4 and {o.time for o in notes} == set(plain + added) and len(notes) > 19
+    assert validity_problems(read_beatmap(chorded.osu_path)) == []
 
 
 def test_taiko_maps_are_fitted_only_when_asked(model_dir, song, human_model):

@@ -12,7 +12,7 @@ import pytest
 from postprocess.beatmap import build_beatmap
 from postprocess.generated import Generation, GeneratedError, read_generated, write_generated
 from postprocess.merge import merge_partial
-from postprocess.onset_fill import OnsetFill, fill_onsets
+from postprocess.onset_fill import OnsetFill, fill_chords, fill_onsets
 from postprocess.package import write_osz
 from postprocess.rhythm import TickScore, onset_share
 from postprocess.tempo import OnsetEnvelope
@@ -371,6 +371,23 @@ def test_a_mania_note_goes_in_the_column_free_longest_and_a_hold_keeps_only_its_
     notes = [mania_hold(0, 4, 0, 3500), mania_note(1, 4, 0), mania_note(2, 4, 1500), mania_note(3, 4, 1000), mania_note(1, 4, 4000)]
     added = [o for o in filled(notes, {2500: 1.0}, mode=3) if o[0] == 2500]
     assert added == [(2500, 192, 192)]  # column 1 was last hit at 0, column 0 is held
+
+
+def test_chord_notes_go_on_the_best_scored_single_notes_in_a_column_free_long_enough():
+    notes = [mania_note(0, 4, 1000), mania_note(2, 4, 1000), mania_note(1, 4, 1500), mania_note(3, 4, 2000),
+             mania_hold(0, 4, 2400, 3200), mania_note(2, 4, 2500), mania_note(1, 4, 3000)]
+    beatmap = parse_beatmap(osu_text(3, hit_objects=notes, difficulty={"CircleSize": "4"}))
+    score = onset_score({1000: 1.0, 1500: 0.4, 2000: 0.6, 2500: 0.9, 3000: 0.8})
+    chorded = fill_chords(copy.deepcopy(beatmap), score, count=9, min_gap_ms=60.0)
+    added = sorted(set((o.time, o.x) for o in chorded.hit_objects) - set((o.time, o.x) for o in beatmap.hit_objects))
+    # the best-scored single notes first (1000 is a chord already): 2500 goes in column 1, free since 1500 (column 0
+    # is held until 3200, column 2 is its own note); 3000 then finds column 1 taken by it and goes in column 3.
+    # Two notes reach the count of 9.
+    assert added == [(2500, 192), (3000, 448)]
+    assert [o.time for o in chorded.hit_objects] == sorted(o.time for o in chorded.hit_objects)
+    every = fill_chords(copy.deepcopy(beatmap), score, count=20, min_gap_ms=60.0)
+    assert len(every.hit_objects) == 12 and validity_problems(every) == []  # a second note on all 5 single notes
+    assert validity_problems(chorded) == []
 
 
 def test_a_saved_generation_reads_back_equal_and_a_damaged_one_is_one_error(tmp_path):
