@@ -79,8 +79,8 @@ def fill_onsets(beatmap: Beatmap, score: TickScore, fill: OnsetFill, song_ms: fl
 
 def fill_chords(beatmap: Beatmap, score: TickScore, count: int, min_gap_ms: float) -> Beatmap:
     """A mania `beatmap` with a second note at the times of its single notes, best scored first, up to `count`
-    objects (changed in place and returned): each in the column free longest, released `min_gap_ms` before.
-    Hard human mania maps reach their star rating with chords as much as with faster rhythm."""
+    objects (changed in place and returned): each in the column free longest, if its last note ended at least
+    `min_gap_ms` before. Hard human mania maps reach their star rating with chords as much as with faster rhythm."""
     objects = sorted(beatmap.hit_objects, key=lambda o: o.time)
     unique, counts = np.unique([o.time for o in objects], return_counts=True)
     single = unique[counts == 1]
