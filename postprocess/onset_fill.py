@@ -79,19 +79,40 @@ def fill_onsets(beatmap: Beatmap, score: TickScore, fill: OnsetFill, song_ms: fl
 
 def fill_chords(beatmap: Beatmap, score: TickScore, count: int, min_gap_ms: float) -> Beatmap:
     """A mania `beatmap` with a second note at the times of its single notes, best scored first, up to `count`
-    objects (changed in place and returned): each in the column free longest, if its last note ended at least
-    `min_gap_ms` before. Hard human mania maps reach their star rating with chords as much as with faster rhythm."""
-    objects = sorted(beatmap.hit_objects, key=lambda o: o.time)
-    unique, counts = np.unique([o.time for o in objects], return_counts=True)
+    objects (changed in place and returned): each in the column free longest, of those with no note from
+    `min_gap_ms` before to `min_gap_ms` after it. Hard human mania maps reach their star rating with chords as
+    much as with faster rhythm."""
+    keys = beatmap.keycount
+    starts: list[list[float]] = [[] for _ in range(keys)]  # per column, sorted (a column's notes never overlap)
+    ends: list[list[float]] = [[] for _ in range(keys)]
+    for o in sorted(beatmap.hit_objects, key=lambda o: o.time):
+        starts[mania_column(o.x, keys)].append(o.time)
+        ends[mania_column(o.x, keys)].append(o.finish)
+    unique, counts = np.unique([o.time for o in beatmap.hit_objects], return_counts=True)
     single = unique[counts == 1]
+    added = []
     for time in single[np.argsort(-score(single), kind="stable")] if len(single) else []:
-        if len(objects) >= count:
+        if len(beatmap.hit_objects) + len(added) >= count:
             break
-        x = _free_column_x(beatmap, objects, float(time), min_gap_ms)
-        if x is not None:  # after the notes at its time, so later chord notes see its column taken
-            bisect.insort_right(objects, HitObject(x, 192.0, float(time), CIRCLE), key=lambda o: o.time)
-    beatmap.hit_objects = objects
+        column = _chord_column(starts, ends, float(time), min_gap_ms)
+        if column is not None:
+            i = bisect.bisect_right(starts[column], time)
+            starts[column].insert(i, float(time))
+            ends[column].insert(i, float(time))
+            added.append(HitObject(column_x(column, keys), 192.0, float(time), CIRCLE))
+    beatmap.hit_objects = sorted(beatmap.hit_objects + added, key=lambda o: o.time)
     return beatmap
+
+
+def _chord_column(starts: list[list[float]], ends: list[list[float]], time: float, gap: float) -> int | None:
+    """The column whose last note ended longest before `time`, of those with no note within `gap` of it."""
+    best, best_end = None, math.inf
+    for column, (column_starts, column_ends) in enumerate(zip(starts, ends)):
+        i = bisect.bisect_right(column_starts, time + gap)  # the last note starting up to `gap` after
+        last_end = column_ends[i - 1] if i else -math.inf
+        if last_end <= time - gap and last_end < best_end:
+            best, best_end = column, last_end
+    return best
 
 
 def _strong_free_ticks(beatmap: Beatmap, score: TickScore, objects: list[HitObject], span: tuple[float, float], count: int,

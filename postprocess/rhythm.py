@@ -7,8 +7,8 @@ frequency bands around it, its place in the bar, how loud and busy that part of 
 many objects a beat the map wants. A 2-layer MLP (57 -> 64 -> 64 -> 1, 8 k parameters) gives the
 probability that a human object starts within 20 ms, trained on the train split's maps over the
 audio's own timing, the timing inference uses (postprocess/train_rhythm.py). On the val split, the
-top-K of each map's 1/4 ticks (K: the human onset count) score F1@20 osu! 0.654, taiko 0.746, mania
-0.714 by this model, 0.550, 0.705, 0.657 by onset strength.
+top-K of each map's 1/4 ticks (K: the human onset count) score F1@20 osu! 0.653, taiko 0.743, mania
+0.716 by this model, 0.549, 0.705, 0.657 by onset strength.
 Onset snapping and onset fill rank ticks, and pick the circles to take out, by this score.
 """
 from __future__ import annotations

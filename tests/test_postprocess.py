@@ -387,6 +387,10 @@ def test_chord_notes_go_on_the_best_scored_single_notes_in_a_column_free_long_en
     assert [o.time for o in chorded.hit_objects] == sorted(o.time for o in chorded.hit_objects)
     every = fill_chords(copy.deepcopy(beatmap), score, count=20, min_gap_ms=60.0)
     assert len(every.hit_objects) == 12 and validity_problems(every) == []  # a second note on all 5 single notes
+    # a column whose next note comes within the gap is not free either: 2K, the other column plays 30 ms later
+    two_keys = parse_beatmap(osu_text(3, hit_objects=[mania_note(0, 2, 1000), mania_note(1, 2, 1030)],
+                                      difficulty={"CircleSize": "2"}))
+    assert len(fill_chords(two_keys, score, count=4, min_gap_ms=60.0).hit_objects) == 2
     assert validity_problems(chorded) == []
 
 
