@@ -119,10 +119,16 @@ class Mapperatorinator(PreTrainedModel):
         self.encoder_embedder = nn.Linear(config.n_mels, d_model) if config.project_encoder_input else None
         self.decoder_embedder = nn.Embedding(config.vocab_size_in, d_model)
         self.transformer = WhisperForConditionalGeneration(config.whisper_config())
-        # Kept so v29 state dicts load, but decoder_embedder replaces it: frozen, so DDP sees no unused parameter.
-        self.transformer.model.decoder.embed_tokens.requires_grad_(False)
+        self.freeze_fixed_parameters()
         self.register_buffer("class_weights", torch.empty(config.vocab_size))
         self.post_init()
+
+    def freeze_fixed_parameters(self) -> None:
+        """The encoder's sinusoidal positions stay fixed, as Whisper's; the backbone's token embedding is
+        kept only so v29 state dicts load (decoder_embedder replaces it), frozen so DDP sees no unused
+        parameter. from_pretrained makes every parameter trainable again, so load_model calls this too."""
+        self.transformer.model.encoder.embed_positions.requires_grad_(False)
+        self.transformer.model.decoder.embed_tokens.requires_grad_(False)
 
     @torch.no_grad()
     def _init_weights(self, module: nn.Module) -> None:
@@ -358,6 +364,7 @@ def load_model(folder: str | os.PathLike, device: str | torch.device = "cpu",
             raise FileNotFoundError(f"{folder} is not a model folder: {name} is missing")
     transformers_logging.disable_progress_bar()  # a per-tensor "Loading weights" bar is noise for users
     model = Mapperatorinator.from_pretrained(folder, dtype=dtype, local_files_only=True)
+    model.freeze_fixed_parameters()
     model.spectrogram.reset_buffers()  # exact fp32 filters even from a bf16 file
     return model.to(device).eval(), Tokenizer.load(folder / "tokenizer.json")
 

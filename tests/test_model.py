@@ -90,6 +90,16 @@ def test_save_and_load_round_trip(small_model, tokenizer, tmp_path):
     assert loaded_tokenizer.to_dict() == tokenizer.to_dict()
 
 
+def test_a_loaded_model_trains_the_same_parameters_as_a_new_one(small_model, tokenizer, tmp_path):
+    """Fine-tuning from a saved model (pretrained_path) must keep the fixed encoder positions and the
+    unused backbone token embedding frozen, or DDP stops on an unused parameter."""
+    save_model(small_model, tokenizer, tmp_path / "m")
+    loaded, _ = load_model(tmp_path / "m")
+    frozen = {name for name, p in small_model.named_parameters() if not p.requires_grad}
+    assert frozen == {"transformer.model.encoder.embed_positions.weight", "transformer.model.decoder.embed_tokens.weight"}
+    assert {name for name, p in loaded.named_parameters() if not p.requires_grad} == frozen
+
+
 def test_checkpoint_without_buffers_recomputes_them(small_model, tokenizer, tmp_path):
     """Weights from elsewhere (e.g. converted v29 state dicts) need not carry the mel filters or loss weights."""
     save_model(small_model, tokenizer, tmp_path)
