@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pytest
 import torch
+from hydra import compose, initialize_config_dir
+from omegaconf import OmegaConf
 from safetensors.torch import load_file
 
 from osuT5.audio import AudioCache
@@ -164,3 +166,15 @@ def test_bad_configuration_gives_one_clear_sentence(tmp_path, overrides, message
     run = subprocess.run(command, capture_output=True, text=True, env=ENV, cwd=REPO, timeout=120)
     assert run.returncode != 0
     assert message in run.stderr and "Traceback" not in run.stderr
+
+
+def test_gpu_recipe_trains_the_shipped_generators_shape():
+    """configs/train_tiny_gpu.yaml (weights/README.md) trains the shape of weights/generator, so what it
+    trains can replace the shipped model without slowing inference; only dropout differs."""
+    with initialize_config_dir(config_dir=str(REPO / "configs"), version_base="1.3"):
+        cfg = compose("train_tiny_gpu")
+    shipped = json.loads((REPO / "weights" / "generator" / "config.json").read_text())["backbone_config"]
+    recipe = OmegaConf.to_container(cfg.model.backbone)
+    assert (recipe.pop("dropout"), shipped.pop("dropout")) == (0.1, 0.0)
+    assert recipe == shipped
+    assert (cfg.optim.batch_size, cfg.optim.max_steps, cfg.data.num_workers) == (64, 6400, 12)
