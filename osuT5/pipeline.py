@@ -55,8 +55,8 @@ PRECISIONS = ("auto", "fp32", "bf16", "int8", "fp16", "amp")
 TIMING_SOURCES = ("auto", "model", "audio")
 SILENCE = 1e-4  # peak amplitude below which a file counts as silent (before normalisation it is all zeros)
 TAG_KEYS = ("model_path", "gamemode", "difficulty", "mapper_id", "year", "descriptors", "negative_descriptors",
-            "cfg_scale", "temperature", "timing_temperature", "top_p", "top_k", "super_timing", "in_context",
-            "output_type", "start_time", "end_time", "seed")
+            "cfg_scale", "cfg_difficulty", "temperature", "timing_temperature", "top_p", "top_k", "super_timing",
+            "in_context", "output_type", "start_time", "end_time", "seed")
 
 
 class InferenceError(Exception):
@@ -228,6 +228,7 @@ def _audio_path(cfg: DictConfig, reference: Beatmap | None, reference_path: Path
 
 def _check_sampling(cfg: DictConfig) -> None:
     _check(cfg.cfg_scale >= 1, f"cfg_scale must be 1 (off) or more, not {cfg.cfg_scale}")
+    _check(isinstance(cfg.cfg_difficulty, bool), f"cfg_difficulty must be true or false, not {cfg.cfg_difficulty}")
     for name in ("temperature", "timing_temperature", "mania_column_temperature", "taiko_hit_temperature"):
         _check(cfg[name] >= 0, f"{name} must be 0 or more, not {cfg[name]}")
     _check(0 < cfg.top_p <= 1, f"top_p must be above 0 and at most 1, not {cfg.top_p}")
@@ -630,11 +631,13 @@ def _in_contexts(tokenizer: Tokenizer, request: Request, reference_groups: dict)
 
 
 def _negative(cfg: DictConfig, meta: BeatmapMetadata) -> BeatmapMetadata | None:
-    """The unconditional prompt: same settings, negative descriptors; the mapper only when descriptors steer."""
+    """The unconditional prompt: same settings, negative descriptors; the mapper only when descriptors
+    steer; no star rating with `cfg_difficulty`, so guidance pushes toward the requested one."""
     if cfg.cfg_scale <= 1:
         return None
     steer = bool(cfg.descriptors) or bool(cfg.negative_descriptors)
-    return replace(meta, descriptors=list(cfg.negative_descriptors) or None, mapper=meta.mapper if steer else None)
+    return replace(meta, descriptors=list(cfg.negative_descriptors) or None, mapper=meta.mapper if steer else None,
+                   star_rating=None if cfg.cfg_difficulty else meta.star_rating)
 
 
 def _timing(request: Request, generator: Generator, plan: ContextPlan, outputs: list[ContextType]) -> list[TimingPoint]:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 import subprocess
 import sys
 import zipfile
@@ -16,7 +17,7 @@ from hydra import compose, initialize_config_dir
 from conftest import REPO_ROOT, circle, click_track, mania_hold, mania_note, osu_text, replay_maps
 from inference import generate
 from osuT5.cli import hydra_quote
-from osuT5.pipeline import InferenceError, _density_control, pick_precision, run
+from osuT5.pipeline import InferenceError, _density_control, _negative, pick_precision, run
 from osuT5.sequence import BeatmapMetadata
 from postprocess.validate import validity_problems
 from tokenizer.osu_file import HOLD, parse_beatmap, read_beatmap
@@ -186,6 +187,7 @@ def bad_inputs(folder: Path, song: Path) -> dict[str, tuple[list[str], str]]:
         "difficulty -1": ([f"audio_path={song}", "difficulty=-1"], "difficulty must be"),
         "keycount 0": ([f"audio_path={song}", "gamemode=3", "keycount=0"], "keycount must be"),
         "cfg_scale 0": ([f"audio_path={song}", "cfg_scale=0"], "cfg_scale must be"),
+        "cfg_difficulty maybe": ([f"audio_path={song}", "cfg_difficulty=maybe"], "cfg_difficulty must be"),
         "output is a file": ([f"audio_path={song}", f"output_path={folder / 'a_file'}"], "is a file"),
         "output cannot be made": ([f"audio_path={song}", f"output_path={folder / 'a_file' / 'inside'}"], "cannot write"),
         "missing model": ([f"audio_path={song}", f"model_path={folder / 'no_model'}"], "is not a model folder"),
@@ -200,7 +202,7 @@ def bad_inputs(folder: Path, song: Path) -> dict[str, tuple[list[str], str]]:
 
 
 @pytest.mark.parametrize("case", ["missing audio", "unreadable audio", "unsupported format", "empty audio", "silent audio",
-                                  "not a beatmap", "gamemode 7", "difficulty -1", "keycount 0", "cfg_scale 0",
+                                  "not a beatmap", "gamemode 7", "difficulty -1", "keycount 0", "cfg_scale 0", "cfg_difficulty maybe",
                                   "output is a file", "output cannot be made", "missing model", "missing refiner",
                                   "missing rhythm model", "missing generation", "not a generation"])
 def test_bad_input_gets_one_sentence_and_writes_nothing(model_dir, song, tmp_path, capsys, case):
@@ -458,3 +460,10 @@ def test_only_the_map_pass_gets_the_onset_prior_of_its_mode(model_dir, fast_song
         run(config(model_dir, f"audio_path={fast_song}", f"gamemode={mode}", "timing_source=audio", f"onset_prior={prior}"))
     assert all(onsets is None for context, onsets in seen.items() if context != ContextType.MAP)
     assert (seen[ContextType.MAP] is None) if weight is None else seen[ContextType.MAP].weight == weight
+
+
+def test_difficulty_guidance_leaves_only_the_star_rating_out_of_the_negative_prompt(tmp_path):
+    meta = BeatmapMetadata(mode=0, star_rating=5.5, mapper="123")
+    assert _negative(config(tmp_path), meta) is None  # cfg_scale 1: no guidance
+    assert _negative(config(tmp_path, "cfg_scale=3"), meta) == replace(meta, mapper=None)
+    assert _negative(config(tmp_path, "cfg_scale=3", "cfg_difficulty=true"), meta) == replace(meta, mapper=None, star_rating=None)
