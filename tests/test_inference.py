@@ -2,10 +2,10 @@
 from __future__ import annotations
 
 import math
-from dataclasses import replace
 import subprocess
 import sys
 import zipfile
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -202,8 +202,8 @@ def bad_inputs(folder: Path, song: Path) -> dict[str, tuple[list[str], str]]:
 
 
 @pytest.mark.parametrize("case", ["missing audio", "unreadable audio", "unsupported format", "empty audio", "silent audio",
-                                  "not a beatmap", "gamemode 7", "difficulty -1", "keycount 0", "cfg_scale 0", "cfg_difficulty maybe",
-                                  "output is a file", "output cannot be made", "missing model", "missing refiner",
+                                  "not a beatmap", "gamemode 7", "difficulty -1", "keycount 0", "cfg_scale 0",
+                                  "cfg_difficulty maybe", "output is a file", "output cannot be made", "missing model", "missing refiner",
                                   "missing rhythm model", "missing generation", "not a generation"])
 def test_bad_input_gets_one_sentence_and_writes_nothing(model_dir, song, tmp_path, capsys, case):
     folder = tmp_path / "inputs"
