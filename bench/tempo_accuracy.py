@@ -25,7 +25,8 @@ import numpy as np  # noqa: E402
 from evaluation.metrics import main_bpm, nearest_distance, onsets  # noqa: E402
 from osuT5.audio import DEFAULT_SAMPLE_RATE, load_audio  # noqa: E402
 from osuT5.sources import find_beatmaps  # noqa: E402
-from postprocess.tempo import OnsetEnvelope, estimate_redline, follow_tempo  # noqa: E402
+from postprocess.rhythm import SongOnsets  # noqa: E402
+from postprocess.tempo import estimate_redline, follow_tempo  # noqa: E402
 from tokenizer.osu_file import read_beatmap  # noqa: E402
 from tokenizer.timing import Timing  # noqa: E402
 
@@ -53,8 +54,9 @@ def main() -> None:
         song_ms = len(audio) * 1000 / DEFAULT_SAMPLE_RATE
         reference = read_beatmap(entry.osu_path)
         began = time.perf_counter()
-        envelope = OnsetEnvelope.of(audio, DEFAULT_SAMPLE_RATE)
-        redline = estimate_redline(envelope)
+        song = SongOnsets.of(audio, DEFAULT_SAMPLE_RATE)
+        envelope = song.whole
+        redline = estimate_redline(envelope, song.phase)
         seconds.append(time.perf_counter() - began)
         human = main_bpm(reference, song_ms)
         if redline is None:

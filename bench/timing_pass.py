@@ -63,7 +63,7 @@ def main() -> None:
             groups = generator.generate_context(ContextType.TIMING, generator.windows(), plan)
             generated = markers_to_timing_points([(g.time, g.type) for g in groups if g.type in BEAT_EVENTS],
                                                  leniency=float(cfg.timing_leniency))
-            estimated = estimate_redline(generator.onsets, float(cfg.min_bpm), float(cfg.max_bpm))
+            estimated = estimate_redline(generator.onsets, generator.song_onsets.phase, float(cfg.min_bpm), float(cfg.max_bpm))
             if not generated or estimated is None:
                 print(f"{key}: {'no generated beats' if not generated else 'no audio estimate'}")
                 continue

@@ -663,7 +663,7 @@ def _timing(request: Request, generator: Generator, plan: ContextPlan, outputs: 
     if generated and cfg.timing_source == "model":
         chosen = generated
     else:
-        estimated = estimate_redline(onsets, float(cfg.min_bpm), float(cfg.max_bpm))
+        estimated = estimate_redline(onsets, generator.song_onsets.phase, float(cfg.min_bpm), float(cfg.max_bpm))
         if estimated is None:
             chosen = generated or [TimingPoint(float(cfg.offset), DEFAULT_BEAT_LENGTH)]
         elif generated and beat_support(onsets, generated) * float(cfg.audio_timing_margin) >= beat_support(onsets, [estimated]):

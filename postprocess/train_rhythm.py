@@ -66,7 +66,7 @@ def _song(path: Path) -> tuple[SongOnsets, Timing] | None:
         log.warning("skipped %s: %s", path, error)
         return None
     song = SongOnsets.of(audio, DEFAULT_SAMPLE_RATE)
-    redline = estimate_redline(song.whole)
+    redline = estimate_redline(song.whole, song.phase)
     if redline is None:
         return None
     redline = start_bars(redline, song.kick)

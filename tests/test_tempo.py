@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 from conftest import click_track, clicks_at
+from postprocess.rhythm import SongOnsets
 from postprocess.tempo import (KICK_BAND_HZ, OnsetEnvelope, _phased_like, beat_support, estimate_redline, follow_tempo,
                                start_bars)
 from tokenizer.timing import Timing, TimingPoint
@@ -15,13 +16,19 @@ SR = 16000
 CLICKS_READ_EARLY = 35
 
 
+def estimate(audio: np.ndarray, **limits) -> TimingPoint | None:
+    """The audio tempo as inference estimates it: the whole band's BPM, the phase band's offset."""
+    song = SongOnsets.of(audio, SR)
+    return estimate_redline(song.whole, song.phase, **limits)
+
+
 def signed_phase(time: float, expected: float, beat: float) -> float:
     return (time - expected + beat / 2) % beat - beat / 2
 
 
 @pytest.mark.parametrize("bpm, offset_ms", [(150.0, 300.0), (174.5, 120.0), (200.0, 40.0), (128.0, 610.0)])
 def test_a_click_track_gives_its_bpm_and_offset(bpm, offset_ms):
-    redline = estimate_redline(OnsetEnvelope.of(click_track(30.0, bpm, SR, offset_ms), SR))
+    redline = estimate(click_track(30.0, bpm, SR, offset_ms))
     beat = 60000 / bpm
     assert 60000 / redline.beat_length == pytest.approx(bpm, abs=1e-6)  # rounded to the BPM it really is
     assert -35 <= signed_phase(redline.time, offset_ms, beat) <= 0  # see CLICKS_READ_EARLY
@@ -33,19 +40,19 @@ def test_a_band_swaying_around_a_whole_bpm_gets_that_bpm():
     # beats drift 10 ms from the song's over three minutes; a whole BPM nearly as sharp wins, as a mapper's would.
     beats = np.arange(200.0, 120000.0, 400.0)
     audio = clicks_at(beats + 15 * np.sin(2 * np.pi * beats / 60000), 120.0, SR)
-    assert 60000 / estimate_redline(OnsetEnvelope.of(audio, SR)).beat_length == 150.0
+    assert 60000 / estimate(audio).beat_length == 150.0
 
 
 def test_short_or_silent_audio_gives_no_redline():
-    assert estimate_redline(OnsetEnvelope.of(click_track(3.0, 150.0, SR), SR)) is None
-    assert estimate_redline(OnsetEnvelope.of(np.zeros(10 * SR, dtype=np.float32), SR)) is None
+    assert estimate(click_track(3.0, 150.0, SR)) is None
+    assert estimate(np.zeros(10 * SR, dtype=np.float32)) is None
 
 
 def test_the_bpm_range_picks_the_metrical_level():
     # Clicks at 240 BPM are also every other beat of 120 BPM: the range decides which the map gets.
-    onsets = OnsetEnvelope.of(click_track(30.0, 240.0, SR, 100.0), SR)
-    assert 60000 / estimate_redline(onsets, min_bpm=200).beat_length == pytest.approx(240)
-    assert 60000 / estimate_redline(onsets, max_bpm=200).beat_length == pytest.approx(120)
+    audio = click_track(30.0, 240.0, SR, 100.0)
+    assert 60000 / estimate(audio, min_bpm=200).beat_length == pytest.approx(240)
+    assert 60000 / estimate(audio, max_bpm=200).beat_length == pytest.approx(120)
 
 
 def with_kicks(audio: np.ndarray, times_ms) -> np.ndarray:
@@ -55,6 +62,31 @@ def with_kicks(audio: np.ndarray, times_ms) -> np.ndarray:
         i = int(time * SR / 1000)
         audio[i:i + len(kick)] += kick[:len(audio) - i]
     return audio
+
+
+def hats_at(times_ms, seconds: float) -> np.ndarray:
+    """Mono audio with a short 5 kHz click (a hi-hat, above the phase band) at each of the times."""
+    audio = np.zeros(int(seconds * SR), dtype=np.float32)
+    hat = (np.sin(2 * np.pi * 5000 * np.arange(400) / SR) * np.hanning(400)).astype(np.float32)
+    for time in times_ms:
+        i = int(time * SR / 1000)
+        audio[i:i + len(hat)] += hat[:len(audio) - i]
+    return audio
+
+
+def test_the_offset_follows_the_phase_band_not_hats_off_the_beat():
+    # Hats 100 ms ahead of every 1 kHz click: folded over the whole band they win the beat (130 ms early);
+    # the 200-2000 Hz band hears only the clicks.
+    audio = click_track(30.0, 150.0, SR, 300.0) + hats_at(np.arange(200.0, 30000.0, 400.0), 30.0)
+    song = SongOnsets.of(audio, SR)
+    assert -35 <= signed_phase(estimate_redline(song.whole, song.phase).time, 300.0, 400.0) <= 0  # as the clicks alone
+    assert signed_phase(estimate_redline(song.whole, song.whole).time, 300.0, 400.0) < -100
+
+
+def test_a_song_with_nothing_in_the_phase_band_takes_its_offset_from_the_whole_band():
+    onsets = OnsetEnvelope.of(click_track(30.0, 150.0, SR, 300.0), SR)
+    silent_band = OnsetEnvelope(onsets.times, np.zeros_like(onsets.values))
+    assert estimate_redline(onsets, silent_band) == estimate_redline(onsets, onsets)
 
 
 @pytest.mark.parametrize("first_kick, bar_starts", [(1250.0, 1250.0), (250.0, 250.0), (None, 250.0)])
@@ -68,7 +100,7 @@ def test_bars_start_on_the_kick_unless_the_first_beat_has_it(first_kick, bar_sta
 
 def test_beat_support_scores_the_right_grid_above_wrong_ones():
     onsets = OnsetEnvelope.of(click_track(20.0, 150.0, SR, 300.0), SR)
-    offset = estimate_redline(onsets).time
+    offset = estimate_redline(onsets, onsets).time
     right = beat_support(onsets, [TimingPoint(offset, 400.0)])
     assert right > 5  # a tenth of the frames lie within 20 ms of a beat and hold nearly all the onset strength
     assert beat_support(onsets, [TimingPoint(offset + 200, 400.0)]) < 1  # half a beat off: between the clicks
