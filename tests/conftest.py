@@ -125,12 +125,12 @@ def click_track(seconds: float, bpm: float = 120.0, sample_rate: int = 16000, of
     return clicks_at(np.arange(offset_ms, seconds * 1000, 60000 / bpm), seconds, sample_rate)
 
 
-def clicks_at(times_ms, seconds: float, sample_rate: int = 16000):
-    """Mono float32 audio with a short 1 kHz click at each of the times."""
+def clicks_at(times_ms, seconds: float, sample_rate: int = 16000, hz: float = 1000.0):
+    """Mono float32 audio with a short click (a 25 ms burst of `hz`, 1 kHz by default) at each of the times."""
     import numpy as np
 
     audio = np.zeros(int(seconds * sample_rate), dtype=np.float32)
-    click = np.sin(2 * np.pi * 1000 * np.arange(400) / sample_rate) * np.hanning(400)
+    click = np.sin(2 * np.pi * hz * np.arange(400) / sample_rate) * np.hanning(400)
     for time in times_ms:
         i = int(time * sample_rate / 1000)
         audio[i:i + 400] += click[:len(audio) - i]
