@@ -22,7 +22,7 @@ from evaluation.metrics import onsets
 from evaluation.report import NoEvaluationError, primary_tolerance, read_rows, summarize, write_report
 from evaluation.scoring import score_map
 from osuT5.audio import DEFAULT_SAMPLE_RATE, AudioError, load_audio, onset_strength
-from osuT5.cli import quote_paths
+from osuT5.cli import check_command_line, is_number, value_error
 from osuT5.model import load_model
 from osuT5.pipeline import EmptyMapError, InferenceError, run
 from osuT5.sources import BeatmapEntry, SourceError, find_beatmaps
@@ -31,6 +31,7 @@ from tokenizer.check import star_rating
 from tokenizer.osu_file import Beatmap, BeatmapError, read_beatmap
 
 ROOT = Path(__file__).resolve().parent
+CONFIG = "evaluate"  # configs/evaluate.yaml
 PLOT_SECONDS = 12.0  # length of the onset plot's excerpt
 
 
@@ -57,14 +58,29 @@ def select(entries: list[BeatmapEntry], per_mode: int | None) -> list[BeatmapEnt
     return chosen
 
 
+def _check_settings(cfg: DictConfig) -> None:
+    """The evaluation's own settings; the generation settings are checked with each map's request."""
+    modes, tolerances = cfg.gamemodes, cfg.tolerances
+    if not OmegaConf.is_list(modes) or not modes or any(m not in (0, 1, 2, 3) or isinstance(m, bool) for m in modes):
+        raise InferenceError(f"gamemodes must be a list of modes 0-3 such as [0,3], not {modes}")
+    if not OmegaConf.is_list(tolerances) or not tolerances or not all(is_number(t) and t > 0 for t in tolerances):
+        raise InferenceError(f"tolerances must be a list of ms above 0 such as [10,20,50], not {tolerances}")
+    per_mode = cfg.max_per_mode
+    if per_mode is not None and not (is_number(per_mode) and per_mode >= 1):
+        raise InferenceError(f"max_per_mode must be a number of maps, 1 or more, or null (all), not {per_mode}")
+
+
 def generation_config(cfg: DictConfig) -> DictConfig:
     """configs/inference_v29.yaml with the evaluation's `generation` settings on top."""
     base = OmegaConf.load(ROOT / "configs" / "inference_v29.yaml")
     for key in ("defaults", "hydra"):
         base.pop(key, None)
-    unknown = [k for k in cfg.generation if k not in base]
-    if unknown:
-        raise InferenceError(f"generation.{unknown[0]} is not a setting of configs/inference_v29.yaml")
+    for key, value in cfg.generation.items():
+        if key not in base:
+            raise InferenceError(f"generation.{key} is not a setting of configs/inference_v29.yaml")
+        error = value_error(f"generation.{key}", base[key], value)
+        if error:
+            raise InferenceError(error)
     return OmegaConf.merge(base, cfg.generation)
 
 
@@ -85,6 +101,7 @@ def map_request(base: DictConfig, reference: Beatmap, entry: BeatmapEntry, stars
 def evaluate(cfg: DictConfig) -> int:
     """Generate and score every selected reference, write the report; the exit code."""
     try:
+        _check_settings(cfg)
         base = generation_config(cfg)
         replays = _saved_generations(Path(str(cfg.replay))) if cfg.replay else None
         if replays is None:
@@ -180,7 +197,7 @@ def _onset_excerpt(strength: tuple[np.ndarray, np.ndarray], reference: Beatmap, 
             "generated": generated_onsets[(generated_onsets >= start) & (generated_onsets <= end)]}
 
 
-@hydra.main(version_base="1.3", config_path="configs", config_name="evaluate")
+@hydra.main(version_base="1.3", config_path="configs", config_name=CONFIG)
 def main(cfg: DictConfig) -> None:
     code = evaluate(cfg)
     if code:
@@ -188,5 +205,5 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
-    sys.argv = quote_paths(sys.argv)  # osu! file names are full of Hydra syntax: [ ] ( ) , '
+    sys.argv = check_command_line(sys.argv, CONFIG)
     main()

@@ -11,9 +11,11 @@ import hydra
 from omegaconf import DictConfig
 
 from osuT5.audio import AudioError, AudioWarning
-from osuT5.cli import quote_paths
+from osuT5.cli import check_command_line
 from osuT5.pipeline import InferenceError, run
 from tokenizer.osu_file import BeatmapError
+
+CONFIG = "inference_v29"  # configs/inference_v29.yaml
 
 
 def generate(cfg: DictConfig) -> int:
@@ -33,7 +35,7 @@ def generate(cfg: DictConfig) -> int:
     return 0
 
 
-@hydra.main(version_base="1.3", config_path="configs", config_name="inference_v29")
+@hydra.main(version_base="1.3", config_path="configs", config_name=CONFIG)
 def main(cfg: DictConfig) -> None:
     code = generate(cfg)
     if code:
@@ -41,5 +43,5 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
-    sys.argv = quote_paths(sys.argv)  # osu! file names are full of Hydra syntax: [ ] ( ) , '
+    sys.argv = check_command_line(sys.argv, CONFIG)
     main()

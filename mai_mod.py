@@ -14,11 +14,13 @@ import hydra
 from omegaconf import DictConfig
 
 from osuT5.audio import AudioError, AudioWarning
-from osuT5.cli import quote_paths
+from osuT5.cli import check_command_line
 from osuT5.critic import review
 from osuT5.pipeline import InferenceError
 from osuT5.suggestions import check_options, print_rich, render_json, render_text, suggestions, top_per_category
 from tokenizer.osu_file import BeatmapError
+
+CONFIG = "mai_mod"  # configs/mai_mod.yaml
 
 
 def mai_mod(cfg: DictConfig) -> int:
@@ -49,7 +51,7 @@ def mai_mod(cfg: DictConfig) -> int:
     return 0
 
 
-@hydra.main(version_base="1.3", config_path="configs", config_name="mai_mod")
+@hydra.main(version_base="1.3", config_path="configs", config_name=CONFIG)
 def main(cfg: DictConfig) -> None:
     code = mai_mod(cfg)
     if code:
@@ -57,5 +59,5 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
-    sys.argv = quote_paths(sys.argv)  # osu! file names are full of Hydra syntax: [ ] ( ) , '
+    sys.argv = check_command_line(sys.argv, CONFIG)
     main()

@@ -40,6 +40,7 @@ from osu_diffusion.objects import object_sequence
 from osu_diffusion.refine import RefineOptions, Refiner, RefinerError
 
 from .audio import DEFAULT_SAMPLE_RATE, AudioError, load_audio
+from .cli import is_number
 from .density import DensityControl, from_stars
 from .generate import ContextPlan, Generator
 from .logits import SamplingConfig
@@ -53,6 +54,10 @@ IN_CONTEXTS = ("NONE", "TIMING", "KIAI", "MAP", "SV", "GD", "NO_HS")
 OUT_CONTEXTS = ("TIMING", "KIAI", "MAP", "SV")
 PRECISIONS = ("auto", "fp32", "bf16", "int8", "fp16", "amp")
 TIMING_SOURCES = ("auto", "model", "audio")
+# Settings whose default is null that take a number (the command line checks those with a number as default).
+NUMBER_SETTINGS = ("gamemode", "difficulty", "year", "keycount", "hold_note_ratio", "scroll_speed_ratio", "circle_size",
+                   "slider_multiplier", "overall_difficulty", "approach_rate", "hp_drain_rate", "slider_tick_rate",
+                   "start_time", "end_time", "seed", "bpm", "preview_time", "threads")
 SILENCE = 1e-4  # peak amplitude below which a file counts as silent (before normalisation it is all zeros)
 TAG_KEYS = ("model_path", "gamemode", "difficulty", "mapper_id", "year", "descriptors", "negative_descriptors",
             "cfg_scale", "cfg_difficulty", "temperature", "timing_temperature", "top_p", "top_k", "super_timing",
@@ -107,6 +112,8 @@ class Result:
 # -- resolving the request ------------------------------------------------------------------------
 def resolve(cfg: DictConfig) -> Request:
     """Check every argument and fill unset ones from the reference beatmap or the defaults."""
+    for name in NUMBER_SETTINGS:
+        _check(cfg[name] is None or is_number(cfg[name]), f"{name} must be a number, not {cfg[name]}")
     reference, reference_path = _reference(cfg)
     audio_path = _audio_path(cfg, reference, reference_path)
     ref = reference
@@ -172,6 +179,11 @@ def _check(condition: bool, message: str) -> None:
         raise InferenceError(message)
 
 
+def _check_file(path: Path, what: str) -> None:
+    _check(path.exists(), f"{what} {path} does not exist")
+    _check(path.is_file(), f"{what} {path} is a folder, not a file")
+
+
 def _pick(value, from_reference, default):
     """The user's value, else the reference's, else the default."""
     if value is not None:
@@ -197,7 +209,7 @@ def _stars(beatmap: Beatmap) -> float | None:
 def read_beatmap_path(path_text: str) -> tuple[Path, Beatmap]:
     """The user's beatmap_path, read (never written), or one sentence on why it cannot be used."""
     path = Path(str(path_text)).expanduser()
-    _check(path.is_file(), f"beatmap_path {path} does not exist")
+    _check_file(path, "beatmap_path")
     _check(path.suffix.lower() == ".osu", f"beatmap_path {path} is not a .osu file")
     try:
         return path, read_beatmap(path)
@@ -220,7 +232,7 @@ def _audio_path(cfg: DictConfig, reference: Beatmap | None, reference_path: Path
         path = reference_path.parent / reference.general["AudioFilename"].strip()
     else:
         raise InferenceError("give audio_path=SONG (or beatmap_path=MAP whose audio file is next to it)")
-    _check(path.is_file(), f"audio file {path} does not exist")
+    _check_file(path, "audio file")
     _check(path.suffix.lower() in AUDIO_EXTENSIONS,
            f"{path.name} is not a supported audio format (use {', '.join(AUDIO_EXTENSIONS)})")
     return path
@@ -244,16 +256,16 @@ def _check_sampling(cfg: DictConfig) -> None:
     _check(cfg.audio_timing_margin > 0, f"audio_timing_margin must be above 0, not {cfg.audio_timing_margin}")
     _check(30 <= cfg.min_bpm < cfg.max_bpm <= 1000, "min_bpm and max_bpm must be from 30 to 1000, min_bpm below max_bpm")
     density = cfg.target_density
-    _check(density in (None, "auto") or (isinstance(density, (int, float)) and density > 0),
+    _check(density in (None, "auto") or (is_number(density) and density > 0),
            f"target_density must be auto, null (off) or objects per second above 0, not {density}")
     for name, what in (("onset_prior", "a weight"), ("onset_snap", "a number of beats"), ("onset_fill", "a share of target_density")):
         values = _per_mode(cfg[name])
-        _check(len(values) == 4 and all(isinstance(v, (int, float)) and not isinstance(v, bool) and v >= 0 for v in values),
+        _check(len(values) == 4 and all(is_number(v) and v >= 0 for v in values),
                f"{name} must be {what} of 0 (off) or more, or one per mode 0-3, not {cfg[name]}")
     for name, what in (("onset_fill_gap", "ms"), ("mania_raise_gap", "ms"), ("onset_fill_strength", "a tick score"),
                        ("onset_fill_drop", "a tick score"),
                        ("onset_fill_whole_beats", "objects a beat")):
-        _check(isinstance(cfg[name], (int, float)) and not isinstance(cfg[name], bool) and cfg[name] >= 0,
+        _check(is_number(cfg[name]) and cfg[name] >= 0,
                f"{name} must be {what}, 0 or more, not {cfg[name]}")
     _check(isinstance(cfg.onset_fill_divisor, int) and not isinstance(cfg.onset_fill_divisor, bool)
            and 1 <= cfg.onset_fill_divisor <= 16, f"onset_fill_divisor must be a snap divisor from 1 to 16, not {cfg.onset_fill_divisor}")
@@ -264,7 +276,7 @@ def _check_sampling(cfg: DictConfig) -> None:
     _check(len(fit) == 4 and all(isinstance(v, bool) for v in fit),
            f"fit_stars must be true or false, once or for each mode 0-3, not {cfg.fit_stars}")
     tolerance = _per_mode(cfg.star_tolerance)
-    _check(len(tolerance) == 4 and all(isinstance(v, (int, float)) and not isinstance(v, bool) and v >= 0 for v in tolerance),
+    _check(len(tolerance) == 4 and all(is_number(v) and v >= 0 for v in tolerance),
            f"star_tolerance must be stars, 0 or more, once or for each mode 0-3, not {cfg.star_tolerance}")
     separate = cfg.separate_starts
     _check((OmegaConf.is_list(separate) or isinstance(separate, (list, tuple))) and len(separate) == 4

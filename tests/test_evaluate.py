@@ -226,4 +226,10 @@ def test_evaluate_refuses_bad_input_in_one_sentence(tmp_path, capsys):
     assert "generation.tempo is not a setting" in capsys.readouterr().err
     assert evaluate(evaluation_config(f"generation.model_path={tmp_path / 'nomodel'}", f"output_dir={tmp_path / 'out'}")) == 1
     assert "is not a model folder" in capsys.readouterr().err
+    for setting, sentence in (("+generation.temperature=hot", "generation.temperature must be a number, not hot"),
+                              ("gamemodes=[7]", "gamemodes must be a list of modes 0-3 such as [0,3], not [7]"),
+                              ("tolerances=[0,20]", "tolerances must be a list of ms above 0 such as [10,20,50], not [0, 20]"),
+                              ("max_per_mode=some", "max_per_mode must be a number of maps, 1 or more, or null (all), not some")):
+        assert evaluate(evaluation_config(setting, f"output_dir={tmp_path / 'out'}")) == 1
+        assert capsys.readouterr().err.strip() == f"error: {sentence}"
     assert not (tmp_path / "out").exists()

@@ -185,6 +185,9 @@ def bad_inputs(folder: Path, song: Path) -> dict[str, tuple[list[str], str]]:
         "not a beatmap": ([f"beatmap_path={folder / 'not_a_map.osu'}", f"audio_path={song}"], "not_a_map.osu"),
         "gamemode 7": ([f"audio_path={song}", "gamemode=7"], "gamemode must be"),
         "difficulty -1": ([f"audio_path={song}", "difficulty=-1"], "difficulty must be"),
+        "difficulty a word": ([f"audio_path={song}", "difficulty=hard"], "difficulty must be a number, not hard"),
+        "seed a word": ([f"audio_path={song}", "seed=lucky"], "seed must be a number, not lucky"),
+        "audio is a folder": ([f"audio_path={folder}"], "is a folder, not a file"),
         "keycount 0": ([f"audio_path={song}", "gamemode=3", "keycount=0"], "keycount must be"),
         "cfg_scale 0": ([f"audio_path={song}", "cfg_scale=0"], "cfg_scale must be"),
         "cfg_difficulty maybe": ([f"audio_path={song}", "cfg_difficulty=maybe"], "cfg_difficulty must be"),
@@ -202,7 +205,8 @@ def bad_inputs(folder: Path, song: Path) -> dict[str, tuple[list[str], str]]:
 
 
 @pytest.mark.parametrize("case", ["missing audio", "unreadable audio", "unsupported format", "empty audio", "silent audio",
-                                  "not a beatmap", "gamemode 7", "difficulty -1", "keycount 0", "cfg_scale 0",
+                                  "not a beatmap", "gamemode 7", "difficulty -1", "difficulty a word", "seed a word",
+                                  "audio is a folder", "keycount 0", "cfg_scale 0",
                                   "cfg_difficulty maybe", "output is a file", "output cannot be made", "missing model", "missing refiner",
                                   "missing rhythm model", "missing generation", "not a generation"])
 def test_bad_input_gets_one_sentence_and_writes_nothing(model_dir, song, tmp_path, capsys, case):
