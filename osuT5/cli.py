@@ -43,10 +43,11 @@ def quote_paths(argv: list[str]) -> list[str]:
 
 def override_error(arg: str, config: dict) -> str | None:
     """One sentence on why the command-line setting `arg` cannot apply to `config` (the entry point's
-    config file as plain dicts and lists, interpolations unresolved), or None: an unknown key (with the nearest known one) or a value of the wrong kind for
-    a key whose default is true/false or a number. Keys whose default is null are checked where they are used."""
-    if arg.startswith("-") or "=" not in arg:
-        return None  # Hydra's own flags (--help, -cn NAME, --multirun)
+    config file as plain dicts and lists, interpolations unresolved), or None: an unknown key (with the
+    nearest known one), a comma (Hydra's sweep) or a value of the wrong kind for a key whose default is
+    true/false or a number. Keys whose default is null are checked where they are used."""
+    if "=" not in arg:
+        return None
     try:
         override = OverridesParser.create().parse_overrides([arg])[0]
     except OverrideParseException as e:
@@ -59,8 +60,9 @@ def override_error(arg: str, config: dict) -> str | None:
         if not isinstance(node, dict) or part not in node:
             choices = [str(k) for k in node] if isinstance(node, dict) else []
             close = difflib.get_close_matches(part, choices, n=1)
-            hint = f" (did you mean {known}{close[0]}?)" if close else f" (new ones are added with +{key}=VALUE)" if known else ""
-            return f"there is no setting {key}{hint}"
+            if close:
+                return f"there is no setting {key} (did you mean {known}{close[0]}?)"
+            return f"there is no setting {key}" + (f" (new ones are added with +{key}=VALUE)" if known else "")
         node, known = node[part], f"{known}{part}."
     if override.is_sweep_override():
         how = "a list goes in brackets: [a,b]" if isinstance(node, list) else \
@@ -85,6 +87,8 @@ def check_command_line(argv: list[str], config_name: str) -> list[str]:
     """`argv` with its paths quoted for Hydra (`quote_paths`); a setting that cannot apply ends the program
     with one sentence and exit code 1 instead of Hydra's multi-line message or a TypeError deep inside."""
     argv = quote_paths(argv)
+    if any(arg.startswith("-") for arg in argv[1:]):
+        return argv  # Hydra's own flags (--help, -cn NAME, --multirun): the settings are Hydra's to check
     config = OmegaConf.to_container(OmegaConf.load(CONFIG_DIR / f"{config_name}.yaml"), resolve=False)
     for arg in argv[1:]:
         error = override_error(arg, config)

@@ -113,7 +113,8 @@ class Result:
 def resolve(cfg: DictConfig) -> Request:
     """Check every argument and fill unset ones from the reference beatmap or the defaults."""
     for name in NUMBER_SETTINGS:
-        _check(cfg[name] is None or is_number(cfg[name]), f"{name} must be a number, not {cfg[name]}")
+        value = cfg[name]
+        _check(value is None or is_number(value), f"{name} must be a number, not {value}")
     reference, reference_path = _reference(cfg)
     audio_path = _audio_path(cfg, reference, reference_path)
     ref = reference

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from omegaconf import OmegaConf
 
-from osuT5.cli import CONFIG_DIR, override_error
+from osuT5.cli import CONFIG_DIR, check_command_line, override_error
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -36,7 +36,6 @@ def inference_config() -> dict:
     ("descriptors=[tech", "cannot read the setting descriptors=[tech: no viable alternative at input '[tech'"),
     ("+extra=1", None),
     ("~tags", None),
-    ("--help", None),
 ])
 def test_a_setting_that_cannot_apply_gets_one_sentence(inference_config, arg, sentence):
     assert override_error(arg, inference_config) == sentence
@@ -49,6 +48,11 @@ def test_unknown_nested_settings_are_named_with_the_way_to_add_them():
     assert override_error("generation.temperature=0.5", config) == \
         "there is no setting generation.temperature (new ones are added with +generation.temperature=VALUE)"
     assert override_error("output_dir=outputs/x", config) is None  # its default's ${now:...} stays unresolved
+
+
+def test_with_hydra_flags_the_settings_are_left_to_hydra():
+    argv = ["inference.py", "-cn", "another_config", "difficuly=5"]  # another config file: its keys are not ours to judge
+    assert check_command_line(argv, "inference_v29") == argv
 
 
 @pytest.mark.parametrize("script, arg, sentence", [
