@@ -7,6 +7,8 @@ ffmpeg is only a fallback for containers libsndfile cannot open (m4a/aac/mp4).
 """
 from __future__ import annotations
 
+import math
+
 import hashlib
 import os
 import shutil
@@ -199,7 +201,8 @@ class AudioCache:
 def onset_strength(audio: np.ndarray, sample_rate: int,
                    bands_hz: Sequence[tuple[float, float]] | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Frame times (ms) and the half-wave rectified spectral flux of the log magnitude spectrum:
-    over the whole spectrum (frames,), or over each of `bands_hz` (frames, bands)."""
+    over the whole spectrum (frames,), or over each of `bands_hz` (frames, bands); a band up to infinity
+    takes every bin from its lower edge, so (0, inf) is the whole spectrum's."""
     hop = max(int(round(sample_rate * ONSET_HOP_MS / 1000)), 1)
     signal = torch.as_tensor(np.asarray(audio, dtype=np.float32))
     spectrum = torch.stft(signal, ONSET_N_FFT, hop, window=torch.hann_window(ONSET_N_FFT), center=True,
@@ -210,7 +213,9 @@ def onset_strength(audio: np.ndarray, sample_rate: int,
         flux = rise.mean(dim=0).numpy()
     else:
         bin_hz = sample_rate / ONSET_N_FFT
-        bins = [(int(lo / bin_hz), max(int(min(hi, sample_rate / 2) / bin_hz), int(lo / bin_hz) + 1)) for lo, hi in bands_hz]
+        lows = [int(lo / bin_hz) for lo, _ in bands_hz]
+        bins = [(low, len(rise) if math.isinf(hi) else max(int(min(hi, sample_rate / 2) / bin_hz), low + 1))
+                for low, (_, hi) in zip(lows, bands_hz)]
         flux = torch.stack([rise[lo:hi].mean(dim=0) for lo, hi in bins], dim=1).numpy()
     strength = np.concatenate([np.zeros((1,) + flux.shape[1:]), flux])
     times = np.arange(len(strength)) * hop * 1000.0 / sample_rate

@@ -27,7 +27,7 @@ from torch import nn
 from osuT5.audio import ONSET_HOP_MS
 from tokenizer.timing import Timing
 
-from .tempo import KICK_BAND_HZ, PHASE_BAND_HZ, OnsetEnvelope
+from .tempo import KICK_BAND_HZ, PHASE_BAND_HZ, WHOLE_BAND_HZ, OnsetEnvelope
 
 CONFIG_FILE, WEIGHTS_FILE = "config.json", "model.safetensors"
 BANDS_HZ = (KICK_BAND_HZ, (200.0, 1000.0), (1000.0, 4000.0), (4000.0, 8000.0))  # the first also places the bars
@@ -73,9 +73,10 @@ class SongOnsets:
         radius = max(int(LOUDNESS_MS / ONSET_HOP_MS / 2), 1)
         rms = np.sqrt(np.convolve(per_frame, np.ones(2 * radius + 1) / (2 * radius + 1), mode="same"))
         loud = np.percentile(rms, LOUDNESS_PERCENTILE)
-        bands = OnsetEnvelope.of(audio, sample_rate, BANDS_HZ + (PHASE_BAND_HZ,))  # one STFT for both
-        return cls(OnsetEnvelope.of(audio, sample_rate), OnsetEnvelope(bands.times, bands.values[:, :-1]),
-                   rms / loud if loud > 0 else rms, OnsetEnvelope(bands.times, bands.values[:, -1]))
+        onsets = OnsetEnvelope.of(audio, sample_rate, (WHOLE_BAND_HZ,) + BANDS_HZ + (PHASE_BAND_HZ,))  # one STFT for all
+        times, values = onsets.times, onsets.values
+        return cls(OnsetEnvelope(times, values[:, 0]), OnsetEnvelope(times, values[:, 1:-1]),
+                   rms / loud if loud > 0 else rms, OnsetEnvelope(times, values[:, -1]))
 
     @property
     def kick(self) -> OnsetEnvelope:

@@ -34,6 +34,7 @@ PHASE_SMOOTH_MS = 6.0
 MIN_SONG_MS = 4000.0
 WHOLE_BPM_SHARPNESS = 0.95  # a whole BPM replaces the estimate when its folded peak is 95% as sharp (train: flat from 0.9 to 0.99)
 PHASE_LATENCY_MS = 10.0  # the folded peak trails the mapped beats by 9.6 ms (whole band), 10.7 ms (PHASE_BAND_HZ): train medians
+WHOLE_BAND_HZ = (0.0, math.inf)  # every bin: the same strength as no bands, from the same STFT as the bands
 KICK_BAND_HZ = (0.0, 200.0)  # a kick drum's onsets mark the bars' first beats
 PHASE_BAND_HZ = (200.0, 2000.0)  # these onsets' folded peak places the beats (train: 85% of songs within 10 ms, whole band 78%)
 BAR_LEAD = 1.32  # the song's first beat starts the bars unless another beat of four holds 1.32x its kick (train split fit)

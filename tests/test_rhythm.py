@@ -11,6 +11,7 @@ from hydra import compose, initialize_config_dir
 
 from postprocess.rhythm import (BAND_NEIGHBOURS, BANDS_HZ, BAR_QUARTERS, FEATURES, NEIGHBOURS, RhythmModelError, SongOnsets,
                                 load_rhythm_model, tick_features)
+from postprocess.tempo import PHASE_BAND_HZ, OnsetEnvelope
 from postprocess.train_rhythm import train
 from tokenizer.timing import Timing, TimingPoint
 
@@ -26,6 +27,14 @@ PER_BEAT, MODE = PLACE + BAR_QUARTERS, PLACE + BAR_QUARTERS + 2
 
 def features_of(audio: np.ndarray, times: np.ndarray, objects_per_s: float = 2.0, mode: int = 0) -> np.ndarray:
     return tick_features(SongOnsets.of(audio, 16000), Timing([TimingPoint(0.0, 500.0)]), times, objects_per_s, mode)
+
+
+def test_one_stft_gives_the_song_the_same_envelopes_as_one_per_band_set():
+    audio = click_track(10.0, 150.0, 16000, 100.0) + clicks_at(np.arange(300.0, 10000.0, 400.0), 10.0, 16000, hz=5000.0)
+    song = SongOnsets.of(audio, 16000)
+    assert np.array_equal(song.whole.values, OnsetEnvelope.of(audio, 16000).values)
+    assert np.array_equal(song.bands.values, OnsetEnvelope.of(audio, 16000, BANDS_HZ).values)
+    assert np.array_equal(song.phase.values, OnsetEnvelope.of(audio, 16000, [PHASE_BAND_HZ]).values[:, 0])
 
 
 def test_features_read_the_onsets_on_and_around_a_tick_and_its_place_in_the_bar():
