@@ -121,6 +121,8 @@ class Mapperatorinator(PreTrainedModel):
         self.transformer = WhisperForConditionalGeneration(config.whisper_config())
         self.freeze_fixed_parameters()
         self.register_buffer("class_weights", torch.empty(config.vocab_size))
+        self.int8_steps: list[StepLayer] | None = None  # set by quantize_decoder
+        self.int8_proj_out: StepLinear | None = None
         self.post_init()
 
     def freeze_fixed_parameters(self) -> None:
@@ -204,9 +206,11 @@ class Mapperatorinator(PreTrainedModel):
         empty = lambda: encoder_states.new_zeros(encoder_states.shape[0], attention.num_heads, capacity, attention.head_dim,
                                                  dtype=dtype)
         project = lambda linear: _heads(linear(encoder_states), attention.num_heads).to(dtype)
+        cross_keys = [project(layer.encoder_attn.k_proj) for layer in layers]
         return DecoderCache(
+            steps=self.int8_steps or [StepLayer.of(layer, int8=False) for layer in layers],
             self_keys=[empty() for _ in layers], self_values=[empty() for _ in layers],
-            cross_keys=[project(layer.encoder_attn.k_proj) for layer in layers],
+            cross_keys=cross_keys, cross_keys_t=[keys.transpose(-1, -2).contiguous() for keys in cross_keys],
             cross_values=[project(layer.encoder_attn.v_proj) for layer in layers],
             valid=torch.zeros(encoder_states.shape[0], capacity, dtype=torch.bool, device=encoder_states.device),
         )
@@ -228,31 +232,30 @@ class Mapperatorinator(PreTrainedModel):
         hidden = self.decoder_embedder(ids) + decoder.embed_positions.weight[positions]
         if start:  # one new token per row: only the prompts can hold padding
             mask = cache.valid[:, None, None, :cache.length] if cache.padded else None
-            hidden = self._decoder_layers(hidden, cache, slice(None), start, mask=mask)
+            hidden = self._decoder_step(hidden, cache, mask)
         else:
             cache.padded = not bool(valid.all())
             last = []
             for row in range(ids.shape[0]):
                 first = int((~valid[row]).sum())  # this prompt's left padding
-                last.append(self._decoder_layers(hidden[row:row + 1, first:], cache, slice(row, row + 1), first, prompt=True)[:, -1:])
+                last.append(self._decoder_prompt(hidden[row:row + 1, first:], cache, row, first)[:, -1:])
             hidden = torch.cat(last)
-        return self.transformer.proj_out(decoder.layer_norm(hidden[:, -1]))
+        hidden = decoder.layer_norm(hidden[:, -1])
+        return self.transformer.proj_out(hidden) if self.int8_proj_out is None else self.int8_proj_out(hidden)
 
-    def _decoder_layers(self, hidden: torch.Tensor, cache: "DecoderCache", rows: slice, start: int,
-                        mask: torch.Tensor | None = None, prompt: bool = False) -> torch.Tensor:
-        """The decoder layers over `hidden`, the tokens from `start` of the cache's `rows`: one token per row
-        attending to every cached key allowed by `mask`, or a `prompt` attending causally to itself only."""
-        end = start + hidden.shape[1]
-        causal, first = prompt and hidden.shape[1] > 1, start if prompt else 0
+    def _decoder_prompt(self, hidden: torch.Tensor, cache: "DecoderCache", row: int, start: int) -> torch.Tensor:
+        """The decoder layers over one prompt without its padding (1, tokens, d_model), cached from `start`
+        of the cache's `row`; it attends causally to itself only."""
+        end, rows = start + hidden.shape[1], slice(row, row + 1)
         for i, layer in enumerate(self.transformer.model.decoder.layers):
             attention = layer.self_attn
             x = layer.self_attn_layer_norm(hidden)
             query = _heads(attention.q_proj(x), attention.num_heads)
             cache.self_keys[i][rows, :, start:end] = _heads(attention.k_proj(x), attention.num_heads)
             cache.self_values[i][rows, :, start:end] = _heads(attention.v_proj(x), attention.num_heads)
-            keys, values = cache.self_keys[i][rows, :, first:end], cache.self_values[i][rows, :, first:end]
+            keys, values = cache.self_keys[i][rows, :, start:end], cache.self_values[i][rows, :, start:end]
             hidden = hidden + attention.out_proj(_merge(F.scaled_dot_product_attention(
-                query.to(keys.dtype), keys, values, attn_mask=mask, is_causal=causal, scale=attention.scaling)).to(x.dtype))
+                query.to(keys.dtype), keys, values, is_causal=hidden.shape[1] > 1, scale=attention.scaling)).to(x.dtype))
             cross = layer.encoder_attn
             x = layer.encoder_attn_layer_norm(hidden)
             query = _heads(cross.q_proj(x), cross.num_heads)
@@ -263,17 +266,35 @@ class Mapperatorinator(PreTrainedModel):
             hidden = hidden + layer.fc2(layer.activation_fn(layer.fc1(x)))
         return hidden
 
+    def _decoder_step(self, hidden: torch.Tensor, cache: "DecoderCache", mask: torch.Tensor | None) -> torch.Tensor:
+        """The decoder layers over one new token per row (batch, 1, d_model), cached at the cache's last
+        place; it attends to every cached token that `mask` (batch, 1, 1, length) allows.
+
+        Written for a CPU's one-token steps, where the arithmetic is small and each tensor operation's
+        overhead is not: the layers' `StepLayer` weights (query, key and value in one product), rows kept
+        2-D and attention as two batched matrix products: about 1.5x faster per step than the layers'
+        own modules with `scaled_dot_product_attention` (bench/RESULTS.md)."""
+        end, rows = cache.length, hidden[:, 0]
+        for i, (layer, step) in enumerate(zip(self.transformer.model.decoder.layers, cache.steps)):
+            x = layer.self_attn_layer_norm(rows)
+            query, key, value = step.qkv(x).view(x.shape[0], 3, step.heads, -1).unbind(1)
+            cache.self_keys[i][:, :, end - 1] = key
+            cache.self_values[i][:, :, end - 1] = value
+            keys, values = cache.self_keys[i][:, :, :end].transpose(-1, -2), cache.self_values[i][:, :, :end]
+            rows = rows + step.out(_attend(query, keys, values, step.scaling, mask).to(x.dtype))
+            x = layer.encoder_attn_layer_norm(rows)
+            query = step.cross_query(x).view(x.shape[0], step.heads, -1)
+            rows = rows + step.cross_out(_attend(query, cache.cross_keys_t[i], cache.cross_values[i], step.scaling).to(x.dtype))
+            x = layer.final_layer_norm(rows)
+            rows = rows + step.fc2(layer.activation_fn(step.fc1(x)))
+        return rows[:, None]
+
     def quantize_decoder(self) -> None:
-        """Give every decoder linear layer and the output projection an int8 copy of its weight for
-        one-token decoding steps (CPU only): there a step is bound by reading the weights, and the
-        int8 kernel runs 2-6x faster than bf16 (bench/RESULTS.md). Prompts and training keep the originals."""
-        decoder = self.transformer.model.decoder
-        for layer in decoder.layers:
-            for owner in (layer.self_attn, layer.encoder_attn, layer):
-                for name, child in list(owner.named_children()):
-                    if isinstance(child, nn.Linear):
-                        setattr(owner, name, Int8Linear(child))
-        self.transformer.proj_out = Int8Linear(self.transformer.proj_out)
+        """Give the decoder's one-token steps and the output projection int8 copies of their weights
+        (CPU only): there a step is bound by reading the weights, and the int8 kernel runs 2-6x faster
+        than bf16 (bench/RESULTS.md). Prompts and training keep the originals."""
+        self.int8_steps = [StepLayer.of(layer, int8=True) for layer in self.transformer.model.decoder.layers]
+        self.int8_proj_out = StepLinear.of([self.transformer.proj_out], int8=True)
 
     def loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         """Cross-entropy with `rhythm_weight` on TIME_SHIFT targets, summed and divided by the labelled count."""
@@ -282,35 +303,67 @@ class Mapperatorinator(PreTrainedModel):
         return per_token.sum() / (labels != IGNORE_INDEX).sum().clamp(min=1)
 
 
-class Int8Linear(nn.Module):
-    """A linear layer that multiplies inputs of at most `max_rows` rows by an int8 copy of its weight
-    (one scale per output row); wider inputs, where the int8 kernel is slower, use the original."""
+@dataclass
+class StepLinear:
+    """A linear map for one-token steps: the `weight` rows (out, in) and `bias` of one or more stacked
+    linear layers, as they are or as int8 with one `scales` entry per row (CPU)."""
+    weight: torch.Tensor
+    bias: torch.Tensor
+    scales: torch.Tensor | None = None
 
-    def __init__(self, linear: nn.Linear, max_rows: int = 4):
-        super().__init__()
-        self.linear, self.max_rows = linear, max_rows
-        weight = linear.weight.detach().float()
-        scales = weight.abs().amax(dim=1).clamp(min=1e-12) / 127
-        self.register_buffer("weight_int8", torch.round(weight / scales[:, None]).to(torch.int8), persistent=False)
-        self.register_buffer("scales", scales.to(linear.weight.dtype), persistent=False)
+    @classmethod
+    def of(cls, linears: list[nn.Linear], int8: bool) -> "StepLinear":
+        """The layers' outputs concatenated in one map (one layer's weight is shared, not copied); a layer
+        without a bias adds zeros."""
+        weights = [linear.weight.detach() for linear in linears]
+        biases = [linear.bias.detach() if linear.bias is not None else weights[0].new_zeros(linear.out_features)
+                  for linear in linears]
+        weight, bias = (weights[0], biases[0]) if len(linears) == 1 else (torch.cat(weights), torch.cat(biases))
+        if not int8:
+            return cls(weight, bias)
+        rows = weight.float()
+        scales = rows.abs().amax(dim=1).clamp(min=1e-12) / 127
+        return cls(torch.round(rows / scales[:, None]).to(torch.int8), bias, scales.to(weight.dtype))
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        rows = x.numel() // x.shape[-1]
-        if rows > self.max_rows:
-            return self.linear(x)
-        out = torch._weight_int8pack_mm(x.reshape(rows, -1).contiguous(), self.weight_int8, self.scales)
-        if self.linear.bias is not None:
-            out = out + self.linear.bias
-        return out.view(*x.shape[:-1], -1)
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        if self.scales is None:
+            return F.linear(x, self.weight, self.bias)
+        return torch._weight_int8pack_mm(x, self.weight, self.scales) + self.bias
+
+
+@dataclass
+class StepLayer:
+    """One decoder layer's linear maps for one-token steps (`Mapperatorinator._decoder_step`)."""
+    qkv: StepLinear
+    out: StepLinear
+    cross_query: StepLinear
+    cross_out: StepLinear
+    fc1: StepLinear
+    fc2: StepLinear
+    heads: int
+    scaling: float
+
+    @classmethod
+    def of(cls, layer: nn.Module, int8: bool) -> "StepLayer":
+        attention, cross = layer.self_attn, layer.encoder_attn
+        linear = lambda *linears: StepLinear.of(list(linears), int8)
+        return cls(linear(attention.q_proj, attention.k_proj, attention.v_proj), linear(attention.out_proj),
+                   linear(cross.q_proj), linear(cross.out_proj), linear(layer.fc1), linear(layer.fc2),
+                   attention.num_heads, attention.scaling)
 
 
 @dataclass
 class DecoderCache:
-    """Per decoder layer: self-attention keys and values in buffers for the whole window (filled up to
-    `length`), and the cross-attention ones over the audio; `valid` marks the non-padding tokens."""
+    """Per decoder layer: the weights of one-token steps, self-attention keys and values in buffers for
+    the whole window (filled up to `length`), and the cross-attention ones over the audio, the keys also
+    transposed (batch, heads, head_dim, frames) and contiguous: the layout `_attend`'s matrix product
+    reads fastest, while `scaled_dot_product_attention` over a prompt runs 2x slower on it; `valid`
+    marks the non-padding tokens."""
+    steps: list[StepLayer]
     self_keys: list[torch.Tensor]
     self_values: list[torch.Tensor]
     cross_keys: list[torch.Tensor]
+    cross_keys_t: list[torch.Tensor]
     cross_values: list[torch.Tensor]
     valid: torch.Tensor
     length: int = 0
@@ -325,6 +378,19 @@ def _heads(x: torch.Tensor, heads: int) -> torch.Tensor:
 def _merge(x: torch.Tensor) -> torch.Tensor:
     """(batch, heads, tokens, head_dim) -> (batch, tokens, d_model)."""
     return x.transpose(1, 2).reshape(x.shape[0], x.shape[2], -1)
+
+
+def _attend(query: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, scaling: float,
+            mask: torch.Tensor | None = None) -> torch.Tensor:
+    """Attention of one query row per batch row (batch, heads, head_dim) over cached `keys` (batch, heads,
+    head_dim, length) and `values` (batch, heads, length, head_dim), computed in the cache's dtype;
+    returns (batch, heads * head_dim)."""
+    batch, heads, head_dim, length = keys.shape
+    scores = torch.bmm(query.reshape(batch * heads, 1, head_dim).to(keys.dtype) * scaling,
+                       keys.reshape(batch * heads, head_dim, length))
+    if mask is not None:
+        scores = scores.masked_fill(~mask.expand(batch, heads, 1, length).reshape(batch * heads, 1, length), -math.inf)
+    return torch.bmm(torch.softmax(scores, dim=-1), values.reshape(batch * heads, length, head_dim)).view(batch, -1)
 
 
 def encoder_sinusoids(positions: torch.Tensor, channels: int) -> torch.Tensor:

@@ -13,7 +13,7 @@ from transformers.modeling_outputs import BaseModelOutput
 from osuT5.export import main as export_main
 from osuT5.generate import WindowRules, decode_window
 from osuT5.logits import SamplingConfig, TokenKinds
-from osuT5.model import IGNORE_INDEX, Int8Linear, Mapperatorinator, load_model, model_config, pad_to_window, save_model
+from osuT5.model import IGNORE_INDEX, Mapperatorinator, StepLinear, load_model, model_config, pad_to_window, save_model
 from tokenizer.events import EventType
 
 SMALL_BACKBONE = dict(d_model=64, encoder_layers=1, decoder_layers=1, encoder_attention_heads=2,
@@ -212,25 +212,24 @@ def test_a_bf16_model_decodes_with_fp32_attention_on_the_cpu(small_model):
         assert torch.isfinite(model(audio=audio, decoder_input_ids=ids, labels=labels).loss)
 
 
-def test_int8_linear_is_close_for_one_token_and_exact_for_a_prompt():
+def test_a_step_linear_stacks_its_layers_and_its_int8_copy_is_close():
     torch.manual_seed(0)
-    linear = torch.nn.Linear(64, 96).to(torch.bfloat16)
-    int8 = Int8Linear(linear)
-    one, prompt = torch.randn(2, 1, 64, dtype=torch.bfloat16), torch.randn(1, 40, 64, dtype=torch.bfloat16)
+    layers = [torch.nn.Linear(64, 96).to(torch.bfloat16), torch.nn.Linear(64, 32, bias=False).to(torch.bfloat16)]
+    rows = torch.randn(2, 64, dtype=torch.bfloat16)
     with torch.no_grad():
-        torch.testing.assert_close(int8(one).float(), linear(one).float(), atol=0.03, rtol=0.03)
-        assert int8(one).shape == (2, 1, 96)
-        assert torch.equal(int8(prompt), linear(prompt))  # wide inputs keep the original weight
-    assert int8.weight_int8.dtype == torch.int8 and "weight_int8" not in int8.state_dict()
+        expected = torch.cat([layer(rows) for layer in layers], dim=-1)
+        assert torch.equal(StepLinear.of(layers, int8=False)(rows), expected)
+        int8 = StepLinear.of(layers, int8=True)
+        assert int8.weight.dtype == torch.int8 and int8.scales.shape == (128,)
+        torch.testing.assert_close(int8(rows).float(), expected.float(), atol=0.03, rtol=0.03)
 
 
 def test_an_int8_decoder_decodes_like_the_bf16_one(small_model):
     bf16 = copy.deepcopy(small_model).to(torch.bfloat16)
     int8 = copy.deepcopy(bf16)
     int8.quantize_decoder()
-    layer = int8.transformer.model.decoder.layers[0]
-    assert all(isinstance(m, Int8Linear) for m in (layer.self_attn.q_proj, layer.encoder_attn.out_proj, layer.fc2,
-                                                   int8.transformer.proj_out))
+    assert all(step.qkv.weight.dtype == step.fc2.weight.dtype == torch.int8 for step in int8.int8_steps)
+    assert int8.int8_proj_out.weight.dtype == torch.int8 and bf16.int8_steps is None
     audio = sine(300.0, small_model.config.window_samples)[None]
     ids, positions, valid = torch.tensor([[5, 1, 7]]), torch.arange(3)[None], torch.ones(1, 3, dtype=torch.bool)
     steps = []
