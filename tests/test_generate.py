@@ -211,6 +211,15 @@ def test_top_k_and_top_p_keep_the_best_tokens():
     assert nucleus(logits.masked_fill(torch.tensor([False, True, False, False]), NEG_INF), 0, 0.7).tolist() == [3, 0]
 
 
+def test_a_nucleus_wider_than_the_head_searched_first_is_found_whole():
+    logits = torch.linspace(0.0, -0.5, 200)  # nearly flat and best first: the 0.9 nucleus spans most ids
+    for top_k, expected_size in ((0, 175), (100, 89)):  # top-k first: then the nucleus of the 100 best
+        expected = torch.arange(expected_size)
+        assert torch.equal(nucleus(logits, top_k, 0.9, head=64), expected)
+        assert torch.equal(nucleus(logits, top_k, 0.9, head=8), expected)
+        assert torch.equal(nucleus(logits, top_k, 0.9, head=200), expected)
+
+
 def test_sampling_draws_only_from_the_nucleus_in_proportion():
     logits = torch.log(torch.tensor([0.15, 0.5, 0.05, 0.3]))
     sampling, generator = SamplingConfig(top_p=0.7), torch.Generator().manual_seed(0)
