@@ -272,7 +272,7 @@ class Mapperatorinator(PreTrainedModel):
 
         Written for a CPU's one-token steps, where the arithmetic is small and each tensor operation's
         overhead is not: the layers' `StepLayer` weights (query, key and value in one product), rows kept
-        2-D and attention as two batched matrix products: about 1.5x faster per step than the layers'
+        2-D and attention as two batched matrix products: about 1.4x faster per step than the layers'
         own modules with `scaled_dot_product_attention` (bench/RESULTS.md)."""
         end, rows = cache.length, hidden[:, 0]
         for i, (layer, step) in enumerate(zip(self.transformer.model.decoder.layers, cache.steps)):
@@ -345,6 +345,7 @@ class StepLayer:
 
     @classmethod
     def of(cls, layer: nn.Module, int8: bool) -> "StepLayer":
+        """The maps of a Whisper decoder layer, as they are (shared, but for the stacked query-key-value) or int8."""
         attention, cross = layer.self_attn, layer.encoder_attn
         linear = lambda *linears: StepLinear.of(list(linears), int8)
         return cls(linear(attention.q_proj, attention.k_proj, attention.v_proj), linear(attention.out_proj),
