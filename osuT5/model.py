@@ -121,7 +121,7 @@ class Mapperatorinator(PreTrainedModel):
         self.transformer = WhisperForConditionalGeneration(config.whisper_config())
         self.freeze_fixed_parameters()
         self.register_buffer("class_weights", torch.empty(config.vocab_size))
-        self.int8_steps: list[StepLayer] | None = None  # set by quantize_decoder
+        self.step_layers: list[StepLayer] | None = None  # set by prepare_steps
         self.int8_proj_out: StepLinear | None = None
         self.post_init()
 
@@ -208,7 +208,7 @@ class Mapperatorinator(PreTrainedModel):
         project = lambda linear: _heads(linear(encoder_states), attention.num_heads).to(dtype)
         cross_keys = [project(layer.encoder_attn.k_proj) for layer in layers]
         return DecoderCache(
-            steps=self.int8_steps or [StepLayer.of(layer, int8=False) for layer in layers],
+            steps=self.step_layers or [StepLayer.of(layer, int8=False) for layer in layers],
             self_keys=[empty() for _ in layers], self_values=[empty() for _ in layers],
             cross_keys=cross_keys, cross_keys_t=[keys.transpose(-1, -2).contiguous() for keys in cross_keys],
             cross_values=[project(layer.encoder_attn.v_proj) for layer in layers],
@@ -289,12 +289,13 @@ class Mapperatorinator(PreTrainedModel):
             rows = rows + step.fc2(layer.activation_fn(step.fc1(x)))
         return rows[:, None]
 
-    def quantize_decoder(self) -> None:
-        """Give the decoder's one-token steps and the output projection int8 copies of their weights
-        (CPU only): there a step is bound by reading the weights, and the int8 kernel runs 2-6x faster
-        than bf16 (bench/RESULTS.md). Prompts and training keep the originals."""
-        self.int8_steps = [StepLayer.of(layer, int8=True) for layer in self.transformer.model.decoder.layers]
-        self.int8_proj_out = StepLinear.of([self.transformer.proj_out], int8=True)
+    def prepare_steps(self, int8: bool = False) -> None:
+        """Build the one-token steps' weights once for inference (else every window's cache builds them,
+        so that they always follow the current weights). With `int8` (CPU only) the steps and the output
+        projection get int8 copies: a step is bound by reading the weights, and the int8 kernel runs 2-6x
+        faster than bf16 (bench/RESULTS.md). Prompts and training keep the originals."""
+        self.step_layers = [StepLayer.of(layer, int8) for layer in self.transformer.model.decoder.layers]
+        self.int8_proj_out = StepLinear.of([self.transformer.proj_out], int8=True) if int8 else None
 
     def loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         """Cross-entropy with `rhythm_weight` on TIME_SHIFT targets, summed and divided by the labelled count."""

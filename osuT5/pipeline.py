@@ -375,8 +375,7 @@ def load_generator(cfg: DictConfig, device: torch.device, precision: str):
         model, tokenizer = load_model(str(cfg.model_path), device=device, dtype=dtype)
     except FileNotFoundError as e:
         raise InferenceError(f"model_path {cfg.model_path}: {e}; train one (osuT5/train.py) or pass model_path=FOLDER") from None
-    if precision == "int8":
-        model.quantize_decoder()
+    model.prepare_steps(int8=precision == "int8")
     return model, tokenizer
 
 

@@ -227,9 +227,9 @@ def test_a_step_linear_stacks_its_layers_and_its_int8_copy_is_close():
 def test_an_int8_decoder_decodes_like_the_bf16_one(small_model):
     bf16 = copy.deepcopy(small_model).to(torch.bfloat16)
     int8 = copy.deepcopy(bf16)
-    int8.quantize_decoder()
-    assert all(step.qkv.weight.dtype == step.fc2.weight.dtype == torch.int8 for step in int8.int8_steps)
-    assert int8.int8_proj_out.weight.dtype == torch.int8 and bf16.int8_steps is None
+    int8.prepare_steps(int8=True)
+    assert all(step.qkv.weight.dtype == step.fc2.weight.dtype == torch.int8 for step in int8.step_layers)
+    assert int8.int8_proj_out.weight.dtype == torch.int8 and bf16.step_layers is None
     audio = sine(300.0, small_model.config.window_samples)[None]
     ids, positions, valid = torch.tensor([[5, 1, 7]]), torch.arange(3)[None], torch.ones(1, 3, dtype=torch.bool)
     steps = []
