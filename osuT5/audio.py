@@ -7,9 +7,8 @@ ffmpeg is only a fallback for containers libsndfile cannot open (m4a/aac/mp4).
 """
 from __future__ import annotations
 
-import math
-
 import hashlib
+import math
 import os
 import shutil
 import subprocess
@@ -213,9 +212,8 @@ def onset_strength(audio: np.ndarray, sample_rate: int,
         flux = rise.mean(dim=0).numpy()
     else:
         bin_hz = sample_rate / ONSET_N_FFT
-        lows = [int(lo / bin_hz) for lo, _ in bands_hz]
-        bins = [(low, len(rise) if math.isinf(hi) else max(int(min(hi, sample_rate / 2) / bin_hz), low + 1))
-                for low, (_, hi) in zip(lows, bands_hz)]
+        bins = [(int(lo / bin_hz), len(rise) if math.isinf(hi) else max(int(min(hi, sample_rate / 2) / bin_hz), int(lo / bin_hz) + 1))
+                for lo, hi in bands_hz]
         flux = torch.stack([rise[lo:hi].mean(dim=0) for lo, hi in bins], dim=1).numpy()
     strength = np.concatenate([np.zeros((1,) + flux.shape[1:]), flux])
     times = np.arange(len(strength)) * hop * 1000.0 / sample_rate
