@@ -23,6 +23,7 @@ from postprocess.beatmap import build_beatmap
 from postprocess.difficulty import fit_star_rating, raise_star_rating, removal_order, weakest_first_order
 from postprocess.generated import SUFFIX as GENERATED_SUFFIX
 from postprocess.generated import Generation, GeneratedError, read_generated, write_generated
+from postprocess.holds import add_holds
 from postprocess.merge import merge_partial
 from postprocess.onset_fill import OnsetFill, fill_chords, fill_onsets
 from postprocess.package import write_osz
@@ -142,6 +143,7 @@ def resolve(cfg: DictConfig) -> Request:
         from_reference = compute(ref) if ref and ref.mode == mode and ref.hit_objects else None
         ratios[name] = _pick(cfg[name], from_reference, None)
         _check(ratios[name] is None or 0 <= ratios[name] <= 1, f"{name} must be from 0 to 1, not {ratios[name]}")
+    _check(0 <= cfg.mania_hold_share <= 1, f"mania_hold_share must be from 0 to 1, not {cfg.mania_hold_share}")
     year = cfg.year
     _check(year is None or 2007 <= int(year) <= 2100, f"year must be 2007 or later, not {year}")
     _check_sampling(cfg)
@@ -474,7 +476,8 @@ def build_generator(request: Request, audio: np.ndarray) -> Generator:
 
 def _postprocess(request: Request, generation: Generation, song: Callable[[], SongOnsets],
                  song_ms: float, rhythm: RhythmModel | None) -> Beatmap:
-    """The playable beatmap: built from the groups on the redlines, fitted to the stars, merged for a remap."""
+    """The playable beatmap: built from the groups on the redlines, fitted to the stars, given holds (mania), merged
+    for a remap."""
     cfg = request.cfg
     template = _template(request)
     template.timing_points = list(generation.redlines)
@@ -511,6 +514,9 @@ def _postprocess(request: Request, generation: Generation, song: Callable[[], So
                             lambda b, count: fill_onsets(b, score, finer, song_ms, count)]
             for add in raisers:
                 beatmap = raise_star_rating(beatmap, stars, tolerance, add)
+    if request.mode == 3:  # last: the times fitting chose stay
+        asked = request.metadata.hold_note_ratio
+        beatmap = add_holds(beatmap, float(asked if asked is not None else cfg.mania_hold_share))
     if cfg.add_to_beatmap:
         beatmap = merge_partial(request.reference, beatmap, *_range(cfg, song_ms))
     return beatmap

@@ -189,6 +189,7 @@ def bad_inputs(folder: Path, song: Path) -> dict[str, tuple[list[str], str]]:
         "seed a word": ([f"audio_path={song}", "seed=lucky"], "seed must be a number, not lucky"),
         "audio is a folder": ([f"audio_path={folder}"], "is a folder, not a file"),
         "keycount 0": ([f"audio_path={song}", "gamemode=3", "keycount=0"], "keycount must be"),
+        "hold share 2": ([f"audio_path={song}", "gamemode=3", "mania_hold_share=2"], "mania_hold_share must be from 0 to 1, not 2"),
         "cfg_scale 0": ([f"audio_path={song}", "cfg_scale=0"], "cfg_scale must be"),
         "cfg_difficulty maybe": ([f"audio_path={song}", "cfg_difficulty=maybe"], "cfg_difficulty must be"),
         "output is a file": ([f"audio_path={song}", f"output_path={folder / 'a_file'}"], "is a file"),
@@ -206,7 +207,7 @@ def bad_inputs(folder: Path, song: Path) -> dict[str, tuple[list[str], str]]:
 
 @pytest.mark.parametrize("case", ["missing audio", "unreadable audio", "unsupported format", "empty audio", "silent audio",
                                   "not a beatmap", "gamemode 7", "difficulty -1", "difficulty a word", "seed a word",
-                                  "audio is a folder", "keycount 0", "cfg_scale 0",
+                                  "audio is a folder", "keycount 0", "hold share 2", "cfg_scale 0",
                                   "cfg_difficulty maybe", "output is a file", "output cannot be made", "missing model", "missing refiner",
                                   "missing rhythm model", "missing generation", "not a generation"])
 def test_bad_input_gets_one_sentence_and_writes_nothing(model_dir, song, tmp_path, capsys, case):
@@ -421,6 +422,26 @@ def test_a_mania_map_under_the_request_gets_notes_on_the_clicks_it_skipped_then_
     notes = read_beatmap(chorded.osu_path).hit_objects
     assert raised.stars < chorded.stars <= 4 and {o.time for o in notes} == set(plain + added) and len(notes) > 19
     assert validity_problems(read_beatmap(chorded.osu_path)) == []
+
+
+def test_mania_maps_get_the_asked_share_of_holds_else_the_default_one(model_dir, song, monkeypatch, tokenizer):
+    every_other_beat = [mania_note(k % 4, 4, 750 + 1000 * k) for k in range(10)]
+    sparse = osu_text(3, every_other_beat, ["250,500,4,2,0,60,1,0"], general={"AudioFilename": "audio.ogg"},
+                      difficulty={"CircleSize": "4"})
+    replay_maps(monkeypatch, tokenizer, lambda mode: parse_beatmap(sparse))
+    settings = [f"audio_path={song}", "gamemode=3", "timing_source=model", "target_density=null", "fit_stars=false"]
+
+    def holds(*overrides: str, folder: str) -> list[tuple[float, float]]:
+        result = run(config(model_dir, *settings, *overrides, f"output_path={song.parent / folder}"))
+        beatmap = read_beatmap(result.osu_path)
+        assert validity_problems(beatmap) == [] and len(beatmap.hit_objects) == 10
+        return [(o.time, o.end_time) for o in beatmap.hit_objects if o.kind == HOLD]
+
+    # every note has 4 s of room or more: 3 of the 10, evenly spread, hold for 2 beats
+    held = holds("mania_hold_share=0.3", folder="share")
+    assert [round(start, -2) for start, _ in held] == [1800, 5800, 8800] and all(end - start == 1000 for start, end in held)
+    assert len(holds("mania_hold_share=0.3", "hold_note_ratio=0.1", folder="ratio")) == 1  # the asked ratio wins
+    assert len(holds(folder="default")) == 1 and holds("mania_hold_share=0", folder="none") == []
 
 
 def test_taiko_maps_are_fitted_only_when_asked(model_dir, song, human_model):

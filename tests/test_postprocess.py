@@ -11,6 +11,7 @@ import pytest
 
 from postprocess.beatmap import build_beatmap
 from postprocess.generated import Generation, GeneratedError, read_generated, write_generated
+from postprocess.holds import add_holds
 from postprocess.merge import merge_partial
 from postprocess.onset_fill import OnsetFill, fill_chords, fill_onsets
 from postprocess.package import write_osz
@@ -371,6 +372,30 @@ def test_a_mania_note_goes_in_the_column_free_longest_and_a_hold_keeps_only_its_
     notes = [mania_hold(0, 4, 0, 3500), mania_note(1, 4, 0), mania_note(2, 4, 1500), mania_note(3, 4, 1000), mania_note(1, 4, 4000)]
     added = [o for o in filled(notes, {2500: 1.0}, mode=3) if o[0] == 2500]
     assert added == [(2500, 192, 192)]  # column 1 was last hit at 0, column 0 is held
+
+
+def holds_after(notes: list[str], share: float) -> list[tuple]:
+    """(time, column, end or None) of every note of a 4K, 120 BPM map after add_holds."""
+    beatmap = add_holds(parse_beatmap(osu_text(3, hit_objects=notes, difficulty={"CircleSize": "4"})), share)
+    assert validity_problems(beatmap) == []
+    return [(o.time, int(o.x * 4 // 512), o.end_time if o.kind == "hold" else None) for o in beatmap.hit_objects]
+
+
+def test_notes_with_a_beat_of_room_in_their_column_become_holds_evenly_through_the_song():
+    notes = [mania_note(0, 4, 0), mania_note(1, 4, 500), mania_note(1, 4, 800), mania_note(0, 4, 1900),
+             mania_note(0, 4, 3000)]
+    # rooms: 0 -> 1900 ms, 1900 -> 3000, 800 and 3000: the column's last note; 500 -> 800 is under a beat (500 ms)
+    # 1 of the 4 candidates: the middle one, 1900, held for 0.4 of 1100 ms, down to a quarter beat (125 ms): 375
+    assert holds_after(notes, 0.2) == [(0, 0, None), (500, 1, None), (800, 1, None), (1900, 0, 2275.0), (3000, 0, None)]
+    # 3 of the 4: 0 (0.4 of 1900 -> 750), 1900, and 3000 (no next note: 2 beats)
+    assert holds_after(notes, 0.6) == [(0, 0, 750.0), (500, 1, None), (800, 1, None), (1900, 0, 2275.0), (3000, 0, 4000.0)]
+    assert [end for *_, end in holds_after(notes, 1.0)] == [750.0, None, 1800.0, 2275.0, 4000.0]  # never 500
+
+
+def test_holds_already_in_the_map_count_toward_the_share():
+    notes = [mania_hold(0, 4, 0, 250), mania_note(1, 4, 500), mania_note(2, 4, 1000), mania_note(3, 4, 1500)]
+    assert [end for *_, end in holds_after(notes, 0.25)] == [250, None, None, None]
+    assert [end for *_, end in holds_after(notes, 0.5)] == [250, None, 2000.0, None]
 
 
 def test_chord_notes_go_on_the_best_scored_single_notes_in_a_column_free_long_enough():
