@@ -508,10 +508,10 @@ def _postprocess(request: Request, generation: Generation, song: Callable[[], So
         if fill is not None:  # a map under the request gets circles on its best free ticks, none taken out
             more = replace(fill, drop_below=0.0)
             raisers = [lambda b, count: fill_onsets(b, score, more, song_ms, count)]
-            if request.mode == 3 and cfg.mania_raise_divisor:  # still under: chords, then finer ticks
+            if request.mode == 3 and cfg.mania_raise_divisor:  # still under: finer ticks, then chords
                 finer = replace(more, divisor=int(cfg.mania_raise_divisor), min_gap_ms=float(cfg.mania_raise_gap))
-                raisers += [lambda b, count: fill_chords(b, score, count, finer.min_gap_ms),
-                            lambda b, count: fill_onsets(b, score, finer, song_ms, count)]
+                raisers += [lambda b, count: fill_onsets(b, score, finer, song_ms, count),
+                            lambda b, count: fill_chords(b, score, count, finer.min_gap_ms)]
             for add in raisers:
                 beatmap = raise_star_rating(beatmap, stars, tolerance, add)
     if request.mode == 3:  # last: the times fitting chose stay
