@@ -90,6 +90,7 @@ class Request:
     output_type: list[str]
     preview_time: int
     background: str | None
+    difficulty_defaulted: bool = False  # no difficulty given: it aims at default_difficulty
 
 
 @dataclass
@@ -102,12 +103,16 @@ class Result:
     stars: float
     bpm: float
     generated_path: Path | None = None  # the saved generation, with save_generated
+    default_stars: float | None = None  # the star rating aimed at where no difficulty was given
 
     def summary(self) -> str:
         where = self.osz_path or self.osu_path
         speed = f" ({self.tokens / max(self.seconds, 1e-9):.0f} tokens/s)" if self.tokens else ""
+        aimed = "" if self.default_stars is None else (
+            f"\n(no difficulty was given, so it aimed at {self.default_stars:g}*, a typical human map; "
+            f"difficulty=N chooses)")
         return (f"{len(self.beatmap.hit_objects)} objects, {self.stars:.2f}*, {self.bpm:g} BPM -> {where} "
-                f"in {self.seconds:.1f} s{speed}")
+                f"in {self.seconds:.1f} s{speed}{aimed}")
 
 
 # -- resolving the request ------------------------------------------------------------------------
@@ -121,8 +126,14 @@ def resolve(cfg: DictConfig) -> Request:
     ref = reference
     mode = _pick(cfg.gamemode, ref.mode if ref else None, 0)
     _check(mode in (0, 1, 2, 3), f"gamemode must be 0 (osu!), 1 (taiko), 2 (catch) or 3 (mania), not {mode}")
+    default_difficulty = _per_mode(cfg.default_difficulty)
+    _check(len(default_difficulty) == 4 and all(d is None or (is_number(d) and 0 <= d <= 20) for d in default_difficulty),
+           f"default_difficulty must be null or a star rating from 0 to 20, once or for each mode 0-3, not {cfg.default_difficulty}")
     difficulty = _pick(cfg.difficulty, _stars(ref) if ref and ref.mode == mode else None, None)
     _check(difficulty is None or 0 <= difficulty <= 20, f"difficulty must be a star rating from 0 to 20, not {difficulty}")
+    difficulty_defaulted = difficulty is None and default_difficulty[mode] is not None
+    if difficulty_defaulted:
+        difficulty = float(default_difficulty[mode])
     keycount = int(_pick(cfg.keycount, ref.keycount if ref and ref.mode == 3 else None, 4))
     _check(1 <= keycount <= 18, f"keycount must be from 1 to 18, not {keycount}")
     circle_size = _pick(cfg.circle_size, ref.cs if ref and ref.mode != 3 else None, 4.0)
@@ -174,7 +185,8 @@ def resolve(cfg: DictConfig) -> Request:
     return Request(cfg, audio_path, output_dir, reference, reference_path, mode, metadata, settings,
                    _names(cfg, ref, audio_path, difficulty), seed, in_context, output_type,
                    int(_pick(cfg.preview_time, _int_or_none(ref.general.get("PreviewTime")) if ref else None, -1)),
-                   cfg.background if cfg.background is not None else (ref.background if ref else None))
+                   cfg.background if cfg.background is not None else (ref.background if ref else None),
+                   difficulty_defaulted)
 
 
 def _check(condition: bool, message: str) -> None:
@@ -427,7 +439,8 @@ def run(cfg: DictConfig) -> Result:
         write_generated(generated_path, generation)
     stars = star_rating(beatmap) if beatmap.hit_objects else 0.0
     bpm = round(60000 / Timing(beatmap.timing_points).median_beat_length(song_ms), 2)
-    return Result(beatmap, osu_path, osz_path, time.perf_counter() - began, tokens, stars, bpm, generated_path)
+    return Result(beatmap, osu_path, osz_path, time.perf_counter() - began, tokens, stars, bpm, generated_path,
+                  request.metadata.star_rating if request.difficulty_defaulted else None)
 
 
 def _saved_generation(request: Request) -> Generation:

@@ -17,9 +17,10 @@ from hydra import compose, initialize_config_dir
 from conftest import REPO_ROOT, circle, click_track, mania_hold, mania_note, osu_text, replay_maps
 from inference import generate
 from osuT5.cli import hydra_quote
-from osuT5.pipeline import InferenceError, _density_control, _negative, pick_precision, run
+from osuT5.pipeline import InferenceError, _density_control, _negative, pick_precision, resolve, run
 from osuT5.sequence import BeatmapMetadata
 from postprocess.validate import validity_problems
+from tokenizer.check import star_rating
 from tokenizer.osu_file import HOLD, parse_beatmap, read_beatmap
 
 @pytest.fixture
@@ -148,6 +149,23 @@ def test_a_reference_fills_the_unset_settings(model_dir, song, human_model):
     assert all(o.kind != HOLD or o.end_time > o.time for o in beatmap.hit_objects)
 
 
+def test_an_unset_difficulty_aims_at_a_typical_map_of_the_mode_and_says_so(model_dir, song, human_model):
+    assert [resolve(config(model_dir, f"audio_path={song}", f"gamemode={mode}")).metadata.star_rating
+            for mode in range(4)] == [3.9, 3.3, 3.2, 2.8]
+    result = run(config(model_dir, f"audio_path={song}", "gamemode=3", "timing_source=model"))
+    assert read_beatmap(result.osu_path).metadata["Version"] == "AI 2.8*"
+    assert result.summary().splitlines()[1] == (
+        "(no difficulty was given, so it aimed at 2.8*, a typical human map; difficulty=N chooses)")
+    # An asked difficulty, or a reference map's, wins; null leaves it unknown to the model and unfitted.
+    assert resolve(config(model_dir, f"audio_path={song}", "difficulty=5")).metadata.star_rating == 5
+    reference = write_reference(song.parent, mode=3)
+    from_reference = resolve(config(model_dir, f"beatmap_path={reference}"))
+    assert from_reference.metadata.star_rating == pytest.approx(star_rating(read_beatmap(reference)))
+    assert not from_reference.difficulty_defaulted
+    unknown = run(config(model_dir, f"audio_path={song}", "gamemode=3", "timing_source=model", "default_difficulty=null"))
+    assert read_beatmap(unknown.osu_path).metadata["Version"] == "AI" and len(unknown.summary().splitlines()) == 1
+
+
 def test_a_saved_generation_is_post_processed_again_without_the_model(model_dir, song, human_model, tmp_path):
     first = run(config(model_dir, f"audio_path={song}", "difficulty=3", "save_generated=true"))
     saved = first.generated_path
@@ -186,6 +204,8 @@ def bad_inputs(folder: Path, song: Path) -> dict[str, tuple[list[str], str]]:
         "gamemode 7": ([f"audio_path={song}", "gamemode=7"], "gamemode must be"),
         "difficulty -1": ([f"audio_path={song}", "difficulty=-1"], "difficulty must be"),
         "difficulty a word": ([f"audio_path={song}", "difficulty=hard"], "difficulty must be a number, not hard"),
+        "default difficulty 30": ([f"audio_path={song}", "default_difficulty=30"],
+                                  "default_difficulty must be null or a star rating from 0 to 20"),
         "seed a word": ([f"audio_path={song}", "seed=lucky"], "seed must be a number, not lucky"),
         "audio is a folder": ([f"audio_path={folder}"], "is a folder, not a file"),
         "keycount 0": ([f"audio_path={song}", "gamemode=3", "keycount=0"], "keycount must be"),
@@ -206,7 +226,7 @@ def bad_inputs(folder: Path, song: Path) -> dict[str, tuple[list[str], str]]:
 
 
 @pytest.mark.parametrize("case", ["missing audio", "unreadable audio", "unsupported format", "empty audio", "silent audio",
-                                  "not a beatmap", "gamemode 7", "difficulty -1", "difficulty a word", "seed a word",
+                                  "not a beatmap", "gamemode 7", "difficulty -1", "difficulty a word", "default difficulty 30", "seed a word",
                                   "audio is a folder", "keycount 0", "hold share 2", "cfg_scale 0",
                                   "cfg_difficulty maybe", "output is a file", "output cannot be made", "missing model", "missing refiner",
                                   "missing rhythm model", "missing generation", "not a generation"])
