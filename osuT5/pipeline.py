@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from postprocess.beatmap import build_beatmap
+from postprocess.beatmap import build_beatmap, with_whole_pixels
 from postprocess.difficulty import fit_star_rating, raise_star_rating, removal_order, weakest_first_order
 from postprocess.generated import SUFFIX as GENERATED_SUFFIX
 from postprocess.generated import Generation, GeneratedError, read_generated, write_generated
@@ -530,6 +530,7 @@ def _postprocess(request: Request, generation: Generation, song: Callable[[], So
     if request.mode == 3:  # last: the times fitting chose stay
         asked = request.metadata.hold_note_ratio
         beatmap = add_holds(beatmap, float(asked if asked is not None else cfg.mania_hold_share))
+    beatmap = with_whole_pixels(beatmap)
     if cfg.add_to_beatmap:
         beatmap = merge_partial(request.reference, beatmap, *_range(cfg, song_ms))
     return beatmap

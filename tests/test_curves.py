@@ -3,7 +3,7 @@ import math
 import numpy as np
 import pytest
 
-from tokenizer.curves import SliderPath
+from tokenizer.curves import SliderPath, trim_to_length
 
 
 def close(a, b, tol=1e-6):
@@ -239,3 +239,31 @@ def test_accepts_integer_and_numpy_inputs():
     a = SliderPath("B", [(0, 0), (np.int32(50), np.int64(80)), (100.0, 0)])
     b = SliderPath("B", np.array([[0, 0], [50, 80], [100, 0]]))
     assert np.allclose(a.polyline, b.polyline)
+
+
+# --- trimming the control points to the slider's length ---------------------
+
+@pytest.mark.parametrize("curve_type, points", [
+    ("L", [(0, 0), (100, 0), (100, 200)]),
+    ("P", [(0, 0), (100, 100), (200, 0)]),
+    ("B", [(0, 0), (300, 0), (300, 300)]),
+    ("B", [(0, 0), (40, 0), (40, 0), (40, 200), (300, 200)]),  # a red anchor before the end
+])
+def test_trimmed_control_points_end_where_the_ball_path_ends(curve_type, points):
+    length = 120.0
+    trimmed_type, trimmed = trim_to_length(curve_type, points, length)
+    assert trimmed_type == curve_type and trimmed[0] == (0.0, 0.0)
+    new = SliderPath(trimmed_type, trimmed)
+    assert new.calculated_length == pytest.approx(length, abs=0.3)
+    played = SliderPath(curve_type, points, length)
+    for progress in np.linspace(0, 1, 21):
+        assert close(SliderPath(trimmed_type, trimmed, length).position_at(progress), played.position_at(progress), 0.3)
+    if curve_type == "B" and len(points) == 5:
+        assert trimmed[1:3] == [(40.0, 0.0), (40.0, 0.0)]  # the red anchor stays
+
+
+def test_paths_no_longer_than_the_slider_and_catmull_paths_are_not_trimmed():
+    assert trim_to_length("L", [(0, 0), (100, 0)], 150) == ("L", [(0.0, 0.0), (100.0, 0.0)])
+    assert trim_to_length("L", [(0, 0), (100.5, 0)], 100) == ("L", [(0.0, 0.0), (100.5, 0.0)])  # within 1 px
+    catmull = [(0.0, 0.0), (100.0, 50.0), (200.0, 0.0), (300.0, 50.0)]
+    assert trim_to_length("C", catmull, 50) == ("C", catmull)

@@ -9,7 +9,7 @@ import zipfile
 import numpy as np
 import pytest
 
-from postprocess.beatmap import build_beatmap
+from postprocess.beatmap import build_beatmap, with_whole_pixels
 from postprocess.generated import Generation, GeneratedError, read_generated, write_generated
 from postprocess.holds import add_holds
 from postprocess.merge import merge_partial
@@ -19,6 +19,7 @@ from postprocess.rhythm import TickScore, onset_share
 from postprocess.tempo import OnsetEnvelope
 from postprocess.timing import consensus_markers, markers_to_timing_points
 from postprocess.validate import validity_problems, validity_problems_file
+from tokenizer.curves import SliderPath
 from tokenizer.decode import events_to_groups
 from tokenizer.encode import tokenize_windows
 from tokenizer.events import EventType, Group
@@ -240,6 +241,49 @@ def test_a_slider_too_long_for_the_playfield_becomes_a_circle_at_its_head():
     assert [(o.kind, o.time, o.x, o.y) for o in beatmap.hit_objects] == [
         ("circle", 500, 100, 100), ("circle", 1000, 450, 200), ("circle", 62000, 300, 300)]
     assert validity_problems(beatmap) == []
+
+
+def test_anchors_far_past_a_sliders_end_are_cut_away_and_its_ball_path_kept():
+    # 70 px of slider on an arc that would run on past the playfield's bottom (y 400): the whole arc used to be
+    # shrunk toward the head until it fitted, which bent the part the ball travels.
+    arc = [(200 + 150 * math.cos(math.radians(a)), 250 + 150 * math.sin(math.radians(a))) for a in (180, 150, 30)]
+    groups = [Group(T.SLIDER_HEAD, 1000.0, snap=1, x=arc[0][0], y=arc[0][1], scroll_speed=1.0),
+              Group(T.PERFECT_ANCHOR, 1000.0, x=arc[1][0], y=arc[1][1]),
+              Group(T.LAST_ANCHOR, 1250.0, snap=2, x=arc[2][0], y=arc[2][1]),
+              Group(T.SLIDER_END, 1250.0, snap=2, x=arc[2][0], y=arc[2][1])]
+    assert SliderPath("P", arc).polyline[:, 1].max() > 399
+    beatmap = build_beatmap(groups, template())
+    [obj] = beatmap.hit_objects
+    assert obj.curve_type == "P" and obj.length == pytest.approx(70)
+    assert obj.path().calculated_length == pytest.approx(70, abs=0.5)
+    written = SliderPath("P", arc, 70)
+    for progress in np.linspace(0, 1, 11):
+        assert math.dist(obj.path().position_at(progress), written.position_at(progress)) < 0.25
+    assert validity_problems(beatmap) == []
+    # A path only a little past the end, as mappers' are, keeps its anchors.
+    [mild] = build_beatmap(slider(1000, 1500, (100, 200), (260, 200), sv=1.0), template()).hit_objects
+    assert mild.curve_points == [(260, 200)] and mild.length == pytest.approx(140)
+
+
+def test_a_slider_whose_end_snaps_onto_its_head_becomes_a_circle():
+    groups = [*slider(1000, 1010, (100, 200), (200, 200), sv=1.0), note(1500, 300, 300)]
+    beatmap = build_beatmap(groups, template())
+    assert [(o.kind, o.time) for o in beatmap.hit_objects] == [("circle", 1000), ("circle", 1500)]
+    assert validity_problems(beatmap) == []
+
+
+def test_positions_and_control_points_are_written_in_whole_pixels():
+    text = osu_text(0, ["100.4,200.6,1000,1,0", "10.2,10.2,1500,2,0,B|10.4:10.4|50:50|50:50|80.6:20.2,1,100",
+                        "300,300,2500,2,0,L|300.3:300.2,1,0.3"], ["0,500,4,2,0,60,1,0"])
+    beatmap = parse_beatmap(text)
+    whole = with_whole_pixels(beatmap)
+    circle_, curved, tiny = whole.hit_objects
+    assert (circle_.x, circle_.y) == (100, 201)
+    # (10.4, 10.4) would round onto the head and read as a red anchor; the real red anchor at (50, 50) stays
+    assert ((curved.x, curved.y), curved.curve_points) == ((10, 10), [(50, 50), (50, 50), (81, 20)])
+    assert tiny.curve_points == [(300, 300)]  # a slider keeps a control point
+    assert beatmap.hit_objects[0].x == 100.4  # the input is not changed
+    assert "." not in format_beatmap(whole).split("[HitObjects]")[1].replace("0.3,", "")
 
 
 def test_a_slider_whose_end_never_came_becomes_a_circle_and_does_not_take_a_later_end():

@@ -168,3 +168,59 @@ class SliderPath:
         x = np.interp(distance, self._cumulative, self.polyline[:, 0])
         y = np.interp(distance, self._cumulative, self.polyline[:, 1])
         return float(x), float(y)
+
+
+TRIM_SLACK_PX = 1.0  # a path at most this much longer than its slider keeps its control points
+
+
+def trim_to_length(curve_type: str, control_points: Sequence[Sequence[float]],
+                   length: float) -> tuple[str, list[tuple[float, float]]]:
+    """Control points (head first) for the same ball path that end where it ends, `length` px along.
+
+    osu! ignores the part of a path past the slider's length, but an editor still shows its anchors, and
+    the playfield check counts them: a generated slider often has anchors several times its length away.
+    Linear paths are cut at the end, a bezier piece is split there (de Casteljau), an arc gets a new middle
+    and end on the same circle. Paths not longer than `length` (osu! extends those straight) and catmull
+    paths come back unchanged.
+    """
+    points = np.asarray([(float(x), float(y)) for x, y in control_points], dtype=np.float64)
+    if curve_type == "C" or not length > 0 or SliderPath(curve_type, points).calculated_length <= length + TRIM_SLACK_PX:
+        return curve_type, _pairs(points)
+    if curve_type == "P" and len(points) == 3 and _circular_arc(points) is not None:
+        cut = SliderPath("P", points, length)
+        return "P", _pairs([points[0], cut.position_at(0.5), cut.position_at(1.0)])
+    if curve_type == "L":
+        cumulative = np.concatenate(([0.0], np.cumsum(_seg_lengths(points))))
+        kept = int(np.searchsorted(cumulative, length, side="left"))  # points[:kept] lie before the end
+        return "L", _pairs([*points[:kept], SliderPath("L", points, length).position_at(1.0)])
+    return "B", _pairs(_bezier_cut(points, length))
+
+
+def _pairs(points) -> list[tuple[float, float]]:
+    return [(float(x), float(y)) for x, y in points]
+
+
+def _bezier_cut(points: np.ndarray, length: float) -> np.ndarray:
+    """Red-anchored bezier control points cut `length` px along: the pieces before the end, then the piece
+    holding it split at the parameter that reaches that far."""
+    starts = [0, *(np.flatnonzero(np.all(points[1:] == points[:-1], axis=1)) + 1)]
+    travelled = 0.0
+    for start, end in zip(starts, [*starts[1:], len(points)]):
+        piece = points[start:end]
+        polyline = _bezier(piece)
+        cumulative = np.concatenate(([0.0], np.cumsum(_seg_lengths(polyline))))
+        if travelled + cumulative[-1] >= length and cumulative[-1] > 0:
+            # _bezier samples t evenly, so its vertex k lies at t = k / (vertices - 1)
+            t = float(np.interp(length - travelled, cumulative, np.linspace(0.0, 1.0, len(polyline))))
+            return np.vstack((points[:start], _split_left(piece, t)))
+        travelled += cumulative[-1]
+    return points
+
+
+def _split_left(piece: np.ndarray, t: float) -> np.ndarray:
+    """The control points of a bezier's part from t = 0 to t (de Casteljau)."""
+    left, level = [piece[0]], piece
+    while len(level) > 1:
+        level = (1 - t) * level[:-1] + t * level[1:]
+        left.append(level[0])
+    return np.array(left)
