@@ -115,6 +115,8 @@ def with_whole_pixels(beatmap: Beatmap) -> Beatmap:
         if len(kept) == 1 and len(points) > 1:  # a slider keeps a control point, even on its head
             kept.append(len(points) - 1)
         (o.x, o.y), *o.curve_points = [whole[i] for i in kept]
+        if o.kind == SLIDER and not object_in_playfield(o):  # a tight arc can swing out once rounded: keep it as it was
+            (o.x, o.y), *o.curve_points = points
     return beatmap
 
 

@@ -282,6 +282,9 @@ def test_positions_and_control_points_are_written_in_whole_pixels():
     # (10.4, 10.4) would round onto the head and read as a red anchor; the real red anchor at (50, 50) stays
     assert ((curved.x, curved.y), curved.curve_points) == ((10, 10), [(50, 50), (50, 50), (81, 20)])
     assert tiny.curve_points == [(300, 300)]  # a slider keeps a control point
+    # A tight arc near the edge that rounding would swing off the playfield keeps its fractions.
+    edge = parse_beatmap(osu_text(0, ["272.4,16.4,1000,2,0,P|268.4:20.4|269.2:18.6,1,49"], ["0,500,4,2,0,60,1,0"]))
+    assert with_whole_pixels(edge).hit_objects[0].curve_points == edge.hit_objects[0].curve_points
     assert beatmap.hit_objects[0].x == 100.4  # the input is not changed
     assert "." not in format_beatmap(whole).split("[HitObjects]")[1].replace("0.3,", "")
 
