@@ -77,8 +77,7 @@ def build_beatmap(groups: list[Group], template: Beatmap, *, seed: int = 0, snap
         if snap_overlaps:
             _snap_overlaps(groups)
         _fill_positions(groups, random.Random(seed))
-        unfit = [parts for parts in objects
-                 if parts[0].type == T.SLIDER_HEAD and (_squeezed(parts, template) or not _fix_slider(parts, template))]
+        unfit = [parts for parts in objects if parts[0].type == T.SLIDER_HEAD and not _fix_slider(parts, template)]
         groups = _as_circles(unfit, groups)
     beatmap = _trimmed_beatmap(groups, template)
     while outside := {round(o.time) for o in beatmap.hit_objects if o.kind == SLIDER and not object_in_playfield(o)}:
@@ -328,28 +327,23 @@ def _point_at_distance(previous: tuple[float, float], distance: float, rng: rand
     return (WIDTH, HEIGHT) if px + py > (WIDTH + HEIGHT) / 2 else (0.0, 0.0)
 
 
-def _squeezed(parts: list[Group], template: Beatmap) -> bool:
-    """Whether resnapping put the slider's end (nearly) on its head: under 1/16 beat a span, a slider of a pixel
-    or less that plays as a circle with a tail on top of it."""
-    slider = _built_slider(parts, template)
-    end = next((g.time for g in reversed(parts) if g.type == T.SLIDER_END), None)
-    if slider is None or end is None:
-        return False
-    beat = template.timing.beat_length_at(parts[0].time)
-    return (end - parts[0].time) / slider.slides < beat / MIN_SLIDER_DIVISOR - 1
-
-
 def _fix_slider(parts: list[Group], template: Beatmap) -> bool:
     """Make the path as long as the slider's SV and duration need, then keep the ball inside the playfield.
 
     Length needed = SV * span * 100 / beat length * SM (what groups_to_beatmap writes). A path
     far too short gets a lower SV; one up to 1.5x too short gets its control points stretched.
-    False when the parts make no slider or it cannot fit on the playfield even at the lowest SV.
+    False when the parts make no slider, when resnapping put its end (nearly) on its head (under 1/16 beat a
+    span: a slider of a pixel or less, a circle with a tail on top of it), or when it cannot fit on the
+    playfield even at the lowest SV.
     """
     head = parts[0]
     placed = head.x, head.y
     slider = _built_slider(parts, template)
+    end = next((g.time for g in reversed(parts) if g.type == T.SLIDER_END), None)
     if slider is None:
+        return False
+    shortest_span = template.timing.beat_length_at(head.time) / MIN_SLIDER_DIVISOR - 1
+    if end is not None and (end - head.time) / slider.slides < shortest_span:
         return False
     curve = slider.path().calculated_length
     if curve > 0 and slider.length > LENGTH_SLACK * curve:
