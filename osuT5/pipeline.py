@@ -28,6 +28,7 @@ from postprocess.merge import merge_partial
 from postprocess.onset_fill import OnsetFill, fill_chords, fill_onsets
 from postprocess.package import write_osz
 from postprocess.rhythm import RhythmModel, RhythmModelError, RhythmScorer, SongOnsets, TickScore, load_rhythm_model, onset_share
+from postprocess.spacing import even_spacing
 from postprocess.tempo import beat_support, estimate_redline, follow_tempo, start_bars
 from postprocess.timing import DEFAULT_BEAT_LENGTH, consensus_markers, markers_to_timing_points
 from tokenizer.check import star_rating
@@ -293,6 +294,14 @@ def _check_sampling(cfg: DictConfig) -> None:
     tolerance = _per_mode(cfg.star_tolerance)
     _check(len(tolerance) == 4 and all(is_number(v) and v >= 0 for v in tolerance),
            f"star_tolerance must be stars, 0 or more, once or for each mode 0-3, not {cfg.star_tolerance}")
+    spacing = cfg.even_spacing
+    _check(spacing is None or ((OmegaConf.is_list(spacing) or isinstance(spacing, (list, tuple))) and len(spacing) == 2
+                               and all(is_number(v) for v in spacing) and 0 <= spacing[0] <= spacing[1]),
+           f"even_spacing must be null (off) or [low, high], shares of the map's spacing with 0 <= low <= high, not {spacing}")
+    spacing_fit = cfg.spacing_fit
+    _check(spacing_fit is None or ((OmegaConf.is_list(spacing_fit) or isinstance(spacing_fit, (list, tuple)))
+                                   and len(spacing_fit) == 2 and all(is_number(v) for v in spacing_fit)),
+           f"spacing_fit must be null or [a, b] of log(px per ms) = a + b * stars, not {spacing_fit}")
     separate = cfg.separate_starts
     _check((OmegaConf.is_list(separate) or isinstance(separate, (list, tuple))) and len(separate) == 4
            and all(isinstance(v, bool) for v in separate),
@@ -512,6 +521,9 @@ def _postprocess(request: Request, generation: Generation, song: Callable[[], So
         fill = OnsetFill(fill_share * target, float(cfg.onset_fill_gap), float(cfg.onset_fill_strength), int(cfg.onset_fill_divisor),
                          float(cfg.onset_fill_drop), float(cfg.onset_fill_whole_beats))
         beatmap = fill_onsets(beatmap, score, fill, song_ms)
+    if request.mode == 0 and cfg.even_spacing is not None:  # before fitting, which rates the spaced map
+        per_ms = from_stars(stars, tuple(cfg.spacing_fit)) if stars is not None and cfg.spacing_fit is not None else None
+        beatmap = even_spacing(beatmap, *map(float, cfg.even_spacing), per_ms)
     if fitting:
         # osu! and catch ease their jumps, then lose the hardest objects; taiko and mania have no movement to ease
         floor = from_stars(stars, tuple(jump_fit)) if jump_fit is not None else None

@@ -54,7 +54,7 @@ def removal_order(beatmap: Beatmap) -> list[int]:
     fastest movement into and out of them (px/ms; for a slider also its ball's own speed). The first
     object and spinners are kept."""
     objects, catch, timing = beatmap.hit_objects, beatmap.mode == CATCH, beatmap.timing
-    ends = [_end_position(o) for o in objects]
+    ends = [o.end_position for o in objects]
     keys = []
     for i in range(1, len(objects)):
         o = objects[i]
@@ -121,7 +121,7 @@ def cap_jumps(beatmap: Beatmap, max_speed: float) -> Beatmap:
             if distance > reach:
                 scale = reach / distance
                 _move(o, px + (o.x - px) * scale - o.x, py + (o.y - py) * scale - o.y)
-        previous = (_end_position(o), o.finish)
+        previous = (o.end_position, o.finish)
     capped = copy.copy(beatmap)
     capped.hit_objects = objects
     return capped
@@ -149,11 +149,7 @@ def _translate(o: HitObject, dx: float, dy: float) -> None:
 
 def _jump_speeds(beatmap: Beatmap) -> list[float]:
     objects, catch = [o for o in beatmap.hit_objects if o.kind != SPINNER], beatmap.mode == CATCH
-    return [_speed(_end_position(a), a.finish, (b.x, b.y), b.time, catch) for a, b in zip(objects, objects[1:])]
-
-
-def _end_position(o: HitObject) -> tuple[float, float]:
-    return o.path().position_at(1.0) if o.kind == SLIDER and o.slides % 2 else (o.x, o.y)
+    return [_speed(a.end_position, a.finish, (b.x, b.y), b.time, catch) for a, b in zip(objects, objects[1:])]
 
 
 def _speed(start: tuple[float, float], start_time: float, end: tuple[float, float], end_time: float,

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from tokenizer.osu_file import CIRCLE, SLIDER, Beatmap, HitObject, column_x, mania_column
+from tokenizer.osu_file import CIRCLE, Beatmap, HitObject, column_x, mania_column
 
 from .rhythm import TickScore
 
@@ -170,18 +170,11 @@ def _circle(beatmap: Beatmap, objects: list[HitObject], times: list[float], time
     if i == 0:
         return HitObject(objects[0].x, objects[0].y, time, CIRCLE)
     if i == len(objects):
-        return HitObject(*_end_position(objects[-1]), time, CIRCLE)
+        return HitObject(*objects[-1].end_position, time, CIRCLE)
     before, after = objects[i - 1], objects[i]
-    x0, y0 = _end_position(before)
+    x0, y0 = before.end_position
     share = (time - before.finish) / max(after.time - before.finish, 1.0)
     return HitObject(float(round(x0 + share * (after.x - x0))), float(round(y0 + share * (after.y - y0))), time, CIRCLE)
-
-
-def _end_position(o: HitObject) -> tuple[float, float]:
-    """Where an object leaves the cursor: a slider's path end after an odd number of slides, else its head."""
-    if o.kind == SLIDER and o.slides % 2 == 1:
-        return o.path().position_at(1.0)
-    return o.x, o.y
 
 
 def _free_column_x(beatmap: Beatmap, objects: list[HitObject], time: float, gap: float) -> float | None:

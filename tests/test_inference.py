@@ -269,7 +269,8 @@ def test_generate_positions_refines_inside_the_written_cells_and_stays_valid(mod
     for p in refiner.parameters():
         torch.nn.init.normal_(p, std=0.05)
     save_dit(refiner, tmp_path / "refiner")
-    common = [f"audio_path={song}", f"gamemode={mode}", "difficulty=4.5", "snap_near_perfect_overlaps=false"]
+    common = [f"audio_path={song}", f"gamemode={mode}", "difficulty=4.5", "snap_near_perfect_overlaps=false",
+              "even_spacing=null"]  # the refiner's positions alone: spacing would move them on from there
     plain = read_beatmap(run(config(model_dir, *common, f"output_path={tmp_path / 'plain'}")).osu_path)
     refined = read_beatmap(run(config(model_dir, *common, "generate_positions=true", f"diff_model_path={tmp_path / 'refiner'}",
                                       f"output_path={tmp_path / 'refined'}")).osu_path)
@@ -482,6 +483,12 @@ def test_a_bad_onset_prior_or_onset_snap_is_one_sentence(model_dir, fast_song, n
 def test_a_bad_separate_starts_is_one_sentence(model_dir, fast_song, value):
     with pytest.raises(InferenceError, match="separate_starts must be true or false for each mode 0-3"):
         run(config(model_dir, f"audio_path={fast_song}", f"separate_starts={value}"))
+
+
+@pytest.mark.parametrize("value", ["[1.5,0.7]", "0.7", "[0.7,1.5,2]", "[-1,1]", "[wide,1]"])
+def test_a_bad_even_spacing_is_one_sentence(model_dir, fast_song, value):
+    with pytest.raises(InferenceError, match=r"even_spacing must be null \(off\) or \[low, high\]"):
+        run(config(model_dir, f"audio_path={fast_song}", f"even_spacing={value}"))
 
 
 @pytest.mark.parametrize("mode, prior, weight", [(3, "[0,0,0,1.5]", 1.5), (0, "[0,0,0,1.5]", None), (1, "2", 2.0)])

@@ -68,6 +68,13 @@ class HitObject:
     def span_duration(self) -> float:
         return (self.finish - self.time) / max(self.slides, 1)
 
+    @property
+    def end_position(self) -> tuple[float, float]:
+        """Where the object leaves the cursor: a slider's path end after an odd number of slides, else its head."""
+        if self.kind == SLIDER and self.slides % 2 == 1:
+            return self.path().position_at(1.0)
+        return self.x, self.y
+
     def path(self) -> SliderPath:
         """The slider's path geometry, cut or extended to its pixel length."""
         points = [(self.x, self.y), *self.curve_points]
