@@ -1,4 +1,4 @@
-"""How close a generated beatmap is to a human one: onsets, columns, timing, rhythm, osu! spacing.
+"""How close a generated beatmap is to a human one: onsets, columns, timing, rhythm, osu! layout.
 
 Onsets are the start times of circles, slider heads and hold heads (spinners have no rhythm to
 match), one per distinct time, so a mania chord counts once; `notes` keeps every mania note with
@@ -18,6 +18,7 @@ from tokenizer.timing import Timing
 # A tick's coarsest snap divisor names its rhythm (a 1/4 tick that is also 1/2 is 1/2); sixths count with thirds.
 RHYTHM_NAMES = {1: "1/1", 2: "1/2", 3: "1/3", 4: "1/4", 6: "1/3"}
 RHYTHMS = ("1/1", "1/2", "1/4", "1/3", "other")
+LONG_COMBO = 12  # objects; 0.9% of the train split's osu! combos are longer
 RHYTHM_TOLERANCE_MS = 3.0  # .osu times are whole ms, so a fractional beat length puts ticks up to 1 ms off
 
 
@@ -129,20 +130,24 @@ def rhythm_distance(shares: dict[str, float], reference: dict[str, float]) -> fl
     return 0.5 * sum(abs(shares[name] - reference[name]) for name in RHYTHMS)
 
 
-def spacing_shares(beatmap: Beatmap) -> dict[str, float] | None:
-    """osu! maps: over the jumps from one object's end to the next one's head a 3/8 beat or more later (not stacks),
-    the share whose circles overlap, and the spread of their px per beat (90th over 10th percentile; gaps over two
-    beats count as two). Human maps space evenly and rarely overlap (val: 0.07 at 1/2 beat); None for other modes
-    or under 2 such jumps."""
+def layout_shares(beatmap: Beatmap) -> dict[str, float] | None:
+    """osu! maps, how they are laid out. Over the jumps from one object's end to the next one's head a 3/8 beat or more
+    later (not stacks): the share whose circles overlap, and the spread of their px per beat (90th over 10th
+    percentile; gaps over two beats count as two). Over the combos: the share longer than 12 objects, and of one
+    object. Human maps space evenly and rarely overlap (val: 0.07 at 1/2 beat); under 1% of their combos run past 12
+    objects (train). None for other modes or under 2 such jumps."""
     if beatmap.mode != 0:
         return None
-    pairs = spacing_pairs(sorted(beatmap.hit_objects, key=lambda o: o.time), beatmap.timing)
+    objects = sorted(beatmap.hit_objects, key=lambda o: o.time)
+    pairs = spacing_pairs(objects, beatmap.timing)
     jumps = pairs[(pairs[:, 0] >= MIN_GAP_BEATS) & (pairs[:, 1] >= STACK_PX)]
     if len(jumps) < 2:
         return None
     per_beat = jumps[:, 1] / np.minimum(jumps[:, 0], MAX_GAP_BEATS)
     low, high = np.percentile(per_beat, [10, 90])
-    return {"overlapping": float(np.mean(jumps[:, 1] < 2 * circle_radius(beatmap.cs))), "spread": float(high / max(low, 1.0))}
+    combos = np.diff([i for i, o in enumerate(objects) if i == 0 or o.new_combo] + [len(objects)])
+    return {"overlapping": float(np.mean(jumps[:, 1] < 2 * circle_radius(beatmap.cs))), "spread": float(high / max(low, 1.0)),
+            "long_combos": float(np.mean(combos > LONG_COMBO)), "single_combos": float(np.mean(combos == 1))}
 
 
 def _nearest_beat(timing: Timing, time: float) -> float:

@@ -16,7 +16,7 @@ MODE_NAMES = {0: "osu!", 1: "taiko", 2: "catch", 3: "mania"}
 SYSTEMS = ("model", "flux", "grid")
 SYSTEM_NAMES = {"model": "model", "flux": "spectral flux (oracle count)", "grid": "1/2-beat grid (reference timing)"}
 STAR_RANGE = (2.0, 6.0)  # osu! star-rating acceptance range
-SPACINGS = ("overlapping", "spread")
+LAYOUTS = ("overlapping", "spread", "long_combos", "single_combos")
 
 
 class NoEvaluationError(ValueError):
@@ -78,9 +78,9 @@ def _summary(rows: list[dict], tolerances: list[int]) -> dict:
         "rhythm": {name: _mean(r["rhythm"][name] for r in written) for name in RHYTHMS},
         "reference_rhythm": {name: _mean(r["reference_rhythm"][name] for r in rows) for name in RHYTHMS},
         "rhythm_distance": _mean(r["rhythm_distance"] for r in written),
-        "spacing": {name: _mean(r["spacing"][name] for r in written if r.get("spacing")) for name in SPACINGS},
-        "reference_spacing": {name: _mean(r["reference_spacing"][name] for r in rows if r.get("reference_spacing"))
-                              for name in SPACINGS},
+        "layout": {name: _mean(r["layout"][name] for r in written if r.get("layout")) for name in LAYOUTS},
+        "reference_layout": {name: _mean(r["reference_layout"][name] for r in rows if r.get("reference_layout"))
+                             for name in LAYOUTS},
         "seconds_per_audio_minute": sum(r["seconds"] for r in rows) / max(sum(r["audio_s"] for r in rows) / 60, 1e-9),
     }
     if all(r["mode"] == 0 for r in rows):
@@ -106,7 +106,7 @@ def write_report(folder: Path, rows: list[dict], skipped: list[dict], summary: d
     lines += _onset_table(summary, tolerances)
     lines += _other_table(summary)
     lines += _rhythm_table(summary)
-    lines += _spacing_lines(summary)
+    lines += _layout_lines(summary)
     lines += [f"![{name}]({name}.png)" for name in plots]
     path = folder / "report.md"
     path.write_text("\n".join(lines) + "\n")
@@ -160,15 +160,17 @@ def _rhythm_table(summary: dict) -> list[str]:
                         "1: nothing shared), averaged over maps.", ""]
 
 
-def _spacing_lines(summary: dict) -> list[str]:
+def _layout_lines(summary: dict) -> list[str]:
     s = summary.get("osu!")
-    if s is None or s["spacing"]["overlapping"] is None:
+    if s is None or s["layout"]["overlapping"] is None:
         return []
-    model, human = s["spacing"], s["reference_spacing"]
-    return ["## Spacing (osu!)", "",
-            f"Jumps of a 3/8 beat or more whose circles overlap (stacks apart): model {_number(model['overlapping'], 2)} "
-            f"(human {_number(human['overlapping'], 2)}); spread of their px per beat, 90th over 10th percentile: model "
-            f"{_number(model['spread'], 2)} (human {_number(human['spread'], 2)}). Means over maps.", ""]
+    model, human = s["layout"], s["reference_layout"]
+    return ["## Layout (osu!): model (human), means over maps", "",
+            f"Jumps of a 3/8 beat or more whose circles overlap (stacks apart): {_number(model['overlapping'], 2)} "
+            f"({_number(human['overlapping'], 2)}); spread of their px per beat, 90th over 10th percentile: "
+            f"{_number(model['spread'], 2)} ({_number(human['spread'], 2)}). Combos over 12 objects: "
+            f"{_number(model['long_combos'], 3)} ({_number(human['long_combos'], 3)}); of one object: "
+            f"{_number(model['single_combos'], 3)} ({_number(human['single_combos'], 3)}).", ""]
 
 
 def _plots(folder: Path, rows: list[dict], onset_plot: dict | None) -> list[str]:

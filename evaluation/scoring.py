@@ -8,7 +8,7 @@ from tokenizer.osu_file import Beatmap
 
 from .baselines import flux_onsets, half_beat_grid
 from .metrics import (beat_phase_error, column_score, main_bpm, notes, onset_score, onsets, rhythm_distance, rhythm_shares,
-                      spacing_shares)
+                      layout_shares)
 
 
 def score_map(reference: Beatmap, generated: Beatmap | None, strength: tuple[np.ndarray, np.ndarray],
@@ -28,7 +28,7 @@ def score_map(reference: Beatmap, generated: Beatmap | None, strength: tuple[np.
         "reference_objects_per_s": len(reference.hit_objects) / seconds,
         "reference_bpm": main_bpm(reference, song_ms),
         "reference_rhythm": rhythm_shares(reference),
-        "reference_spacing": spacing_shares(reference),
+        "reference_layout": layout_shares(reference),
     }
     for tolerance in tolerances:
         key = str(tolerance)
@@ -43,7 +43,7 @@ def score_map(reference: Beatmap, generated: Beatmap | None, strength: tuple[np.
         row["columns"] = {str(t): column_score(generated_notes, notes(reference), t).as_dict() for t in tolerances}
     if generated is None:
         row.update(achieved_stars=None, objects_per_s=None, bpm=None, bpm_error=None, phase_error_ms=None, rhythm=None,
-                   rhythm_distance=None, spacing=None)
+                   rhythm_distance=None, layout=None)
         return row
     middle = float(np.median(reference_onsets)) if len(reference_onsets) else song_ms / 2
     row.update(
@@ -52,7 +52,7 @@ def score_map(reference: Beatmap, generated: Beatmap | None, strength: tuple[np.
         bpm=main_bpm(generated, song_ms),
         phase_error_ms=beat_phase_error(generated, reference, middle),
         rhythm=rhythm_shares(generated),
-        spacing=spacing_shares(generated),
+        layout=layout_shares(generated),
     )
     row["rhythm_distance"] = (rhythm_distance(row["rhythm"], row["reference_rhythm"])
                               if len(generated_onsets) and len(reference_onsets) else None)

@@ -20,6 +20,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from postprocess.beatmap import build_beatmap, with_whole_pixels
+from postprocess.combos import regular_combos
 from postprocess.difficulty import fit_star_rating, raise_star_rating, removal_order, weakest_first_order
 from postprocess.generated import SUFFIX as GENERATED_SUFFIX
 from postprocess.generated import Generation, GeneratedError, read_generated, write_generated
@@ -298,6 +299,8 @@ def _check_sampling(cfg: DictConfig) -> None:
     _check(spacing is None or ((OmegaConf.is_list(spacing) or isinstance(spacing, (list, tuple))) and len(spacing) == 2
                                and all(is_number(v) for v in spacing) and 0 <= spacing[0] <= spacing[1]),
            f"even_spacing must be null (off) or [low, high], shares of the map's spacing with 0 <= low <= high, not {spacing}")
+    _check(isinstance(cfg.new_combo_at_bars, int) and not isinstance(cfg.new_combo_at_bars, bool) and cfg.new_combo_at_bars >= 0,
+           f"new_combo_at_bars must be a number of objects, 0 (off) or more, not {cfg.new_combo_at_bars}")
     spacing_fit = cfg.spacing_fit
     _check(spacing_fit is None or ((OmegaConf.is_list(spacing_fit) or isinstance(spacing_fit, (list, tuple)))
                                    and len(spacing_fit) == 2 and all(is_number(v) for v in spacing_fit)),
@@ -539,6 +542,8 @@ def _postprocess(request: Request, generation: Generation, song: Callable[[], So
                             lambda b, count: fill_chords(b, score, count, finer.min_gap_ms)]
             for add in raisers:
                 beatmap = raise_star_rating(beatmap, stars, tolerance, add)
+    if request.mode == 0 and cfg.new_combo_at_bars:  # after fitting, which adds and removes objects
+        beatmap = regular_combos(beatmap, int(cfg.new_combo_at_bars))
     if request.mode == 3:  # last: the times fitting chose stay
         asked = request.metadata.hold_note_ratio
         beatmap = add_holds(beatmap, float(asked if asked is not None else cfg.mania_hold_share))

@@ -485,6 +485,12 @@ def test_a_bad_separate_starts_is_one_sentence(model_dir, fast_song, value):
         run(config(model_dir, f"audio_path={fast_song}", f"separate_starts={value}"))
 
 
+@pytest.mark.parametrize("value", ["-1", "2.5", "true", "often"])
+def test_a_bad_new_combo_at_bars_is_one_sentence(model_dir, fast_song, value):
+    with pytest.raises(InferenceError, match="new_combo_at_bars must be a number of objects, 0 \\(off\\) or more"):
+        run(config(model_dir, f"audio_path={fast_song}", f"new_combo_at_bars={value}"))
+
+
 @pytest.mark.parametrize("value", ["[1.5,0.7]", "0.7", "[0.7,1.5,2]", "[-1,1]", "[wide,1]"])
 def test_a_bad_even_spacing_is_one_sentence(model_dir, fast_song, value):
     with pytest.raises(InferenceError, match=r"even_spacing must be null \(off\) or \[low, high\]"):

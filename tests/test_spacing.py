@@ -6,7 +6,7 @@ import math
 import pytest
 
 from conftest import circle, osu_text
-from evaluation.metrics import spacing_shares
+from evaluation.metrics import layout_shares
 from postprocess.spacing import circle_radius, even_spacing
 from postprocess.validate import validity_problems
 from tokenizer.osu_file import parse_beatmap
@@ -77,10 +77,14 @@ def test_a_jump_that_would_leave_the_playfield_turns_and_a_slider_moves_whole():
     assert validity_problems(spaced) == []
 
 
-def test_spacing_shares_count_overlaps_and_the_spread_of_osu_maps_only():
+def test_layout_shares_count_overlaps_and_the_spread_of_osu_maps_only():
     objects = half_beat_zigzag(8)
     objects[4] = circle(230, 192, 1600)  # 20 px from the circles before and after it
-    shares = spacing_shares(parse_beatmap(osu_text(0, objects, [BEAT])))
+    shares = layout_shares(parse_beatmap(osu_text(0, objects, [BEAT])))
     assert shares["overlapping"] == pytest.approx(2 / 7)
     assert shares["spread"] == pytest.approx(5.0)  # 200 px per beat over 40
-    assert spacing_shares(parse_beatmap(osu_text(3, [circle(64, 192, 1000), circle(192, 192, 1150)], [BEAT]))) is None
+    assert (shares["long_combos"], shares["single_combos"]) == (0.0, 0.0)  # one combo of 8
+    objects = [circle(150 + 100 * (k % 2), 192, 1000 + 150 * k, new_combo=k in (1, 2)) for k in range(16)]
+    shares = layout_shares(parse_beatmap(osu_text(0, objects, [BEAT])))
+    assert (shares["long_combos"], shares["single_combos"]) == pytest.approx((1 / 3, 2 / 3))  # combos of 1, 1 and 14
+    assert layout_shares(parse_beatmap(osu_text(3, [circle(64, 192, 1000), circle(192, 192, 1150)], [BEAT]))) is None
