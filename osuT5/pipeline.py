@@ -298,7 +298,7 @@ def _check_sampling(cfg: DictConfig) -> None:
     spacing = cfg.even_spacing
     _check(spacing is None or ((OmegaConf.is_list(spacing) or isinstance(spacing, (list, tuple))) and len(spacing) == 2
                                and all(is_number(v) for v in spacing) and 0 <= spacing[0] <= spacing[1]),
-           f"even_spacing must be null (off) or [low, high], shares of the map's spacing with 0 <= low <= high, not {spacing}")
+           f"even_spacing must be null (off) or [low, high], shares of the spacing with 0 <= low <= high, not {spacing}")
     _check(isinstance(cfg.new_combo_at_bars, int) and not isinstance(cfg.new_combo_at_bars, bool) and cfg.new_combo_at_bars >= 0,
            f"new_combo_at_bars must be a number of objects, 0 (off) or more, not {cfg.new_combo_at_bars}")
     spacing_fit = cfg.spacing_fit
