@@ -9,8 +9,10 @@ spacing (human 1.1 to 2.1 half-beat jumps, 10th to 90th percentile of the train 
 `even_spacing` walks the map in time order and moves each object along its jump from the previous object's end
 (a slider with its whole body) until the jump lies within `low` to `high` times a spacing for that gap, and at
 least a circle's width apart. The spacing is that of human maps at the requested star rating where one is asked
-for (px per ms of gap, fitted on the train split), else the map's own median. Where the longer jump would leave the playfield it turns, a little at a
-time, until the object fits. Times do not change, so the rhythm stays; star fitting runs after it.
+for (px per ms of gap, fitted on the train split), else the map's own median. Where the longer jump would leave the
+playfield it turns, a little at a time, until the object fits. Times do not change, so the rhythm stays; star
+fitting runs after it. Stacks (objects as close as `beatmap.OVERLAP_PX`, which building the map snaps together)
+stay where they are.
 """
 from __future__ import annotations
 
@@ -22,9 +24,9 @@ import numpy as np
 from tokenizer.osu_file import SPINNER, Beatmap, HitObject
 from tokenizer.timing import Timing
 
+from .beatmap import OVERLAP_PX as STACK_PX  # objects this close are a stack, which mappers place on purpose
 from .validate import object_in_playfield
 
-STACK_PX = 3.0  # objects this close are a stack, which mappers place on purpose
 MIN_GAP_BEATS = 0.375  # closer objects (1/4-beat streams) overlap in human maps too, and stay as they are
 MAX_GAP_BEATS = 2.0  # a longer pause spaces like two beats
 SCALE_GAPS_BEATS = (0.45, 1.05)  # the gaps (1/2 to 1 beat) whose jumps measure the map's spacing
