@@ -21,7 +21,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from postprocess.beatmap import build_beatmap, with_whole_pixels
 from postprocess.combos import regular_combos
-from postprocess.difficulty import fit_star_rating, raise_star_rating, removal_order, weakest_first_order
+from postprocess.difficulty import fit_star_rating, raise_star_rating, removal_order, spread_chords, weakest_first_order
 from postprocess.generated import SUFFIX as GENERATED_SUFFIX
 from postprocess.generated import Generation, GeneratedError, read_generated, write_generated
 from postprocess.holds import add_holds
@@ -296,20 +296,23 @@ def _check_sampling(cfg: DictConfig) -> None:
     _check(len(tolerance) == 4 and all(is_number(v) and v >= 0 for v in tolerance),
            f"star_tolerance must be stars, 0 or more, once or for each mode 0-3, not {cfg.star_tolerance}")
     spacing = cfg.even_spacing
-    _check(spacing is None or ((OmegaConf.is_list(spacing) or isinstance(spacing, (list, tuple))) and len(spacing) == 2
-                               and all(is_number(v) for v in spacing) and 0 <= spacing[0] <= spacing[1]),
+    _check(spacing is None or (_is_number_pair(spacing) and 0 <= spacing[0] <= spacing[1]),
            f"even_spacing must be null (off) or [low, high], shares of the spacing with 0 <= low <= high, not {spacing}")
     _check(isinstance(cfg.new_combo_at_bars, int) and not isinstance(cfg.new_combo_at_bars, bool) and cfg.new_combo_at_bars >= 0,
            f"new_combo_at_bars must be a number of objects, 0 (off) or more, not {cfg.new_combo_at_bars}")
-    spacing_fit = cfg.spacing_fit
-    _check(spacing_fit is None or ((OmegaConf.is_list(spacing_fit) or isinstance(spacing_fit, (list, tuple)))
-                                   and len(spacing_fit) == 2 and all(is_number(v) for v in spacing_fit)),
-           f"spacing_fit must be null or [a, b] of log(px per ms) = a + b * stars, not {spacing_fit}")
+    _check(cfg.spacing_fit is None or _is_number_pair(cfg.spacing_fit),
+           f"spacing_fit must be null or [a, b] of log(px per ms) = a + b * stars, not {cfg.spacing_fit}")
+    _check(cfg.mania_chord_fit is None or _is_number_pair(cfg.mania_chord_fit),
+           f"mania_chord_fit must be null (off) or [a, b] of notes per distinct time = a + b * stars, not {cfg.mania_chord_fit}")
     separate = cfg.separate_starts
     _check((OmegaConf.is_list(separate) or isinstance(separate, (list, tuple))) and len(separate) == 4
            and all(isinstance(v, bool) for v in separate),
            f"separate_starts must be true or false for each mode 0-3, not {separate}")
     _check(str(cfg.precision) in PRECISIONS, f"precision must be one of {', '.join(PRECISIONS)}, not {cfg.precision}")
+
+
+def _is_number_pair(value) -> bool:
+    return (OmegaConf.is_list(value) or isinstance(value, (list, tuple))) and len(value) == 2 and all(is_number(v) for v in value)
 
 
 def _names_list(values, allowed: tuple[str, ...], what: str) -> list[str]:
@@ -527,14 +530,17 @@ def _postprocess(request: Request, generation: Generation, song: Callable[[], So
     if request.mode == 0 and cfg.even_spacing is not None:  # before fitting, which rates the spaced map
         per_ms = from_stars(stars, tuple(cfg.spacing_fit)) if stars is not None and cfg.spacing_fit is not None else None
         beatmap = even_spacing(beatmap, *map(float, cfg.even_spacing), per_ms)
+    more = replace(fill, drop_below=0.0) if fill is not None else None  # adding circles takes none out
+    if fitting and more is not None and request.mode == 3 and cfg.mania_chord_fit is not None:
+        per_time = max(1.0, float(cfg.mania_chord_fit[0]) + float(cfg.mania_chord_fit[1]) * stars)
+        beatmap = spread_chords(beatmap, per_time, score, lambda b, count: fill_onsets(b, score, more, song_ms, count))
     if fitting:
         # osu! and catch ease their jumps, then lose the hardest objects; taiko and mania have no movement to ease
         floor = from_stars(stars, tuple(jump_fit)) if jump_fit is not None else None
         order = removal_order if jump_fit is not None else partial(weakest_first_order, score=score)
         tolerance = float(_per_mode(cfg.star_tolerance)[request.mode])
         beatmap = fit_star_rating(beatmap, stars, tolerance, floor, float(cfg.fit_max_removed), order)
-        if fill is not None:  # a map under the request gets circles on its best free ticks, none taken out
-            more = replace(fill, drop_below=0.0)
+        if more is not None:  # a map under the request gets circles on its best free ticks
             raisers = [lambda b, count: fill_onsets(b, score, more, song_ms, count)]
             if request.mode == 3 and cfg.mania_raise_divisor:  # still under: finer ticks, then chords
                 finer = replace(more, divisor=int(cfg.mania_raise_divisor), min_gap_ms=float(cfg.mania_raise_gap))

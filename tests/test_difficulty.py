@@ -9,10 +9,11 @@ import numpy as np
 import pytest
 
 from conftest import circle, mania_note, osu_text
-from postprocess.difficulty import cap_jumps, fit_star_rating, raise_star_rating, removal_order, weakest_first_order, without
+from postprocess.difficulty import (cap_jumps, fit_star_rating, raise_star_rating, removal_order, spread_chords,
+                                   weakest_first_order, without)
 from postprocess.validate import validity_problems
 from tokenizer.check import star_rating
-from tokenizer.osu_file import parse_beatmap
+from tokenizer.osu_file import CIRCLE, HitObject, parse_beatmap
 
 BEAT = "0,300,4,2,0,60,1,0"  # 200 BPM
 
@@ -132,6 +133,28 @@ def test_mania_thins_chords_first_then_the_weakest_notes_and_keeps_the_first():
     on_beats = lambda times: np.where(np.asarray(times) % 300 == 100, 0.9, 0.2)  # beats score high, half beats low
     order = weakest_first_order(beatmap, on_beats)
     assert order == [1, 4, 2, 5, 3]  # the chords' second notes, then the half beats, then the beat at 1300
+
+
+def test_a_mania_map_with_more_chords_than_asked_moves_its_weakest_chords_notes_onto_free_ticks():
+    # 4K at 200 BPM: a two-note chord on each of 40 beats (2 notes per time), strongest on the bar lines.
+    objects = [mania_note(c, 4, 1000 + 300 * k) for k in range(40) for c in (k % 2, 2 + k % 2)]
+    beatmap = parse_beatmap(osu_text(3, objects, [BEAT], difficulty={"CircleSize": "4"}))
+    bars = lambda times: np.where((np.asarray(times) - 1000) % 1200 == 0, 0.9, 0.5)
+    moved = []
+
+    def add(b, count):  # stands in for onset fill: single notes on half beats, in time order
+        half_beats = [HitObject(64.0, 192.0, 1150.0 + 300 * k, CIRCLE) for k in range(count - len(b.hit_objects))]
+        moved.extend(h.time for h in half_beats)
+        b.hit_objects = sorted(b.hit_objects + half_beats, key=lambda o: o.time)
+        return b
+
+    spread = spread_chords(beatmap, 1.5, bars, add)
+    times = [o.time for o in spread.hit_objects]
+    assert len(moved) == 20  # 80 notes on 40 times: 20 extra notes over 1.5 a time
+    assert len(spread.hit_objects) == 80 and len(set(times)) == 60
+    chords = {t for t in times if times.count(t) == 2}
+    assert len(chords) == 20 and set(range(1000, 13000, 1200)) <= chords  # the bar lines keep theirs
+    assert spread_chords(beatmap, 2.0, bars, add) is beatmap  # no more chords than asked: unchanged
 
 
 def test_a_dense_mania_map_loses_notes_down_to_the_request():

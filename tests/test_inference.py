@@ -497,6 +497,15 @@ def test_a_bad_even_spacing_is_one_sentence(model_dir, fast_song, value):
         run(config(model_dir, f"audio_path={fast_song}", f"even_spacing={value}"))
 
 
+@pytest.mark.parametrize("name, value, message", [
+    ("spacing_fit", "[1]", r"spacing_fit must be null or \[a, b\]"),
+    ("mania_chord_fit", "[0.9,many]", r"mania_chord_fit must be null \(off\) or \[a, b\]"),
+    ("mania_chord_fit", "1.2", r"mania_chord_fit must be null \(off\) or \[a, b\]")])
+def test_a_bad_fit_line_is_one_sentence(model_dir, fast_song, name, value, message):
+    with pytest.raises(InferenceError, match=message):
+        run(config(model_dir, f"audio_path={fast_song}", f"{name}={value}"))
+
+
 @pytest.mark.parametrize("mode, prior, weight", [(3, "[0,0,0,1.5]", 1.5), (0, "[0,0,0,1.5]", None), (1, "2", 2.0)])
 def test_only_the_map_pass_gets_the_onset_prior_of_its_mode(model_dir, fast_song, monkeypatch, mode, prior, weight):
     from osuT5.generate import Generator
