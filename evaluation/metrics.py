@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from postprocess.spacing import MAX_GAP_BEATS, MIN_GAP_BEATS, STACK_PX, circle_radius, spacing_pairs
+from postprocess.validate import HEIGHT, WIDTH
 from tokenizer.osu_file import SPINNER, Beatmap, mania_column
 from tokenizer.timing import Timing
 
@@ -19,6 +20,7 @@ from tokenizer.timing import Timing
 RHYTHM_NAMES = {1: "1/1", 2: "1/2", 3: "1/3", 4: "1/4", 6: "1/3"}
 RHYTHMS = ("1/1", "1/2", "1/4", "1/3", "other")
 LONG_COMBO = 12  # objects; 0.9% of the train split's osu! combos are longer
+EDGE_PX = (64.0, 48.0)  # an eighth of the playfield's width and height: "near an edge"
 RHYTHM_TOLERANCE_MS = 3.0  # .osu times are whole ms, so a fractional beat length puts ticks up to 1 ms off
 
 
@@ -134,8 +136,9 @@ def layout_shares(beatmap: Beatmap) -> dict[str, float] | None:
     """osu! maps, how they are laid out. Over the jumps from one object's end to the next one's head a 3/8 beat or more
     later (not stacks): the share whose circles overlap, and the spread of their px per beat (90th over 10th
     percentile; gaps over two beats count as two). Over the combos: the share longer than 12 objects, and of one
-    object. Human maps space evenly and rarely overlap (val: 0.07 at 1/2 beat); under 1% of their combos run past 12
-    objects (train). None for other modes or under 2 such jumps."""
+    object. Over the objects' heads: the share within `EDGE_PX` of an edge, and their median distance from the
+    playfield's centre. Human maps space evenly and rarely overlap (val: 0.07 at 1/2 beat); under 1% of their combos
+    run past 12 objects (train). None for other modes or under 2 such jumps."""
     if beatmap.mode != 0:
         return None
     objects = sorted(beatmap.hit_objects, key=lambda o: o.time)
@@ -146,8 +149,12 @@ def layout_shares(beatmap: Beatmap) -> dict[str, float] | None:
     per_beat = jumps[:, 1] / np.minimum(jumps[:, 0], MAX_GAP_BEATS)
     low, high = np.percentile(per_beat, [10, 90])
     combos = np.diff([i for i, o in enumerate(objects) if i == 0 or o.new_combo] + [len(objects)])
+    heads = np.array([(o.x, o.y) for o in objects if o.kind != SPINNER], dtype=float)
+    margin = np.minimum(heads, np.array([WIDTH, HEIGHT]) - heads)
     return {"overlapping": float(np.mean(jumps[:, 1] < 2 * circle_radius(beatmap.cs))), "spread": float(high / max(low, 1.0)),
-            "long_combos": float(np.mean(combos > LONG_COMBO)), "single_combos": float(np.mean(combos == 1))}
+            "long_combos": float(np.mean(combos > LONG_COMBO)), "single_combos": float(np.mean(combos == 1)),
+            "near_edges": float(np.mean((margin < np.array(EDGE_PX)).any(axis=1))),
+            "centre_px": float(np.median(np.hypot(*(heads - np.array([WIDTH / 2, HEIGHT / 2])).T)))}
 
 
 def _nearest_beat(timing: Timing, time: float) -> float:

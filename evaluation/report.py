@@ -16,7 +16,7 @@ MODE_NAMES = {0: "osu!", 1: "taiko", 2: "catch", 3: "mania"}
 SYSTEMS = ("model", "flux", "grid")
 SYSTEM_NAMES = {"model": "model", "flux": "spectral flux (oracle count)", "grid": "1/2-beat grid (reference timing)"}
 STAR_RANGE = (2.0, 6.0)  # osu! star-rating acceptance range
-LAYOUTS = ("overlapping", "spread", "long_combos", "single_combos")
+LAYOUTS = ("overlapping", "spread", "long_combos", "single_combos", "near_edges", "centre_px")
 
 
 class NoEvaluationError(ValueError):
@@ -170,7 +170,9 @@ def _layout_lines(summary: dict) -> list[str]:
             f"({_number(human['overlapping'], 2)}); spread of their px per beat, 90th over 10th percentile: "
             f"{_number(model['spread'], 2)} ({_number(human['spread'], 2)}). Combos over 12 objects: "
             f"{_number(model['long_combos'], 3)} ({_number(human['long_combos'], 3)}); of one object: "
-            f"{_number(model['single_combos'], 3)} ({_number(human['single_combos'], 3)}).", ""]
+            f"{_number(model['single_combos'], 3)} ({_number(human['single_combos'], 3)}). Objects within 64 px (x) or 48 px "
+            f"(y) of an edge: {_number(model['near_edges'], 2)} ({_number(human['near_edges'], 2)}); their median distance "
+            f"from the playfield's centre: {_number(model['centre_px'], 0)} ({_number(human['centre_px'], 0)}) px.", ""]
 
 
 def _plots(folder: Path, rows: list[dict], onset_plot: dict | None) -> list[str]:
