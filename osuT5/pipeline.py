@@ -306,8 +306,8 @@ def _check_sampling(cfg: DictConfig) -> None:
            f"mania_chord_fit must be null (off) or [a, b] of notes per distinct time = a + b * stars, not {cfg.mania_chord_fit}")
     separate = cfg.separate_starts
     _check((OmegaConf.is_list(separate) or isinstance(separate, (list, tuple))) and len(separate) == 4
-           and all(isinstance(v, bool) for v in separate),
-           f"separate_starts must be true or false for each mode 0-3, not {separate}")
+           and all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in separate),
+           f"separate_starts must be a snap divisor, 0 (off) or more, for each mode 0-3, not {separate}")
     _check(str(cfg.precision) in PRECISIONS, f"precision must be one of {', '.join(PRECISIONS)}, not {cfg.precision}")
 
 
@@ -520,7 +520,7 @@ def _postprocess(request: Request, generation: Generation, song: Callable[[], So
     beatmap = build_beatmap(generation.groups, template, seed=request.seed,
                             snap_overlaps=bool(cfg.snap_near_perfect_overlaps), resnap=bool(cfg.resnap_events),
                             exact_snaps=bool(cfg.exact_snaps),
-                            separate=bool(cfg.separate_starts[request.mode]),
+                            separate_finest=int(cfg.separate_starts[request.mode]),
                             onset_score=score, onset_snap_beats=onset_snap)
     fill = None
     if filling:

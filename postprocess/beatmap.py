@@ -45,14 +45,15 @@ OVERLAP_TYPES = frozenset({T.CIRCLE, T.SLIDER_HEAD, T.RED_ANCHOR, T.LAST_ANCHOR,
 
 
 def build_beatmap(groups: list[Group], template: Beatmap, *, seed: int = 0, snap_overlaps: bool = True,
-                  resnap: bool = True, exact_snaps: bool = True, separate: bool = False,
+                  resnap: bool = True, exact_snaps: bool = True, separate_finest: int = 0,
                   onset_score: TickScore | None = None, onset_snap_beats: float = 0.0) -> Beatmap:
     """The playable beatmap for generated map (+ kiai + sv) groups, with `template`'s settings and redlines.
 
     Deterministic for a given seed; the inputs are not changed. With `resnap` off, times stay as
     generated (for groups that are already on the timing); `exact_snaps` off lets a group tagged
-    1/d land on any tick of the 1/d grid, coarser ones included (Timing.resnap). With `separate`, objects
-    that resnapping puts on one tick are spread over free finer ticks rather than dropped (_separate_starts).
+    1/d land on any tick of the 1/d grid, coarser ones included (Timing.resnap). With `separate_finest` (a snap
+    divisor; 0: off), objects that resnapping puts on one tick are spread over free finer ticks, no finer than
+    1/`separate_finest`, rather than dropped (_separate_starts).
     With `onset_score` and `onset_snap_beats`, tagged objects first move to the best-scored tick (the song's
     strongest onset, or the likeliest played) on their tag's grid within that many beats (_snap_to_onsets).
     """
@@ -66,8 +67,8 @@ def build_beatmap(groups: list[Group], template: Beatmap, *, seed: int = 0, snap
             _snap_to_onsets(objects, timing, onset_score, onset_snap_beats)
         resnap_groups(groups, timing, exact=exact_snaps)
         _snap_starts(groups, timing)
-        if separate:
-            _separate_starts(objects, generated, timing, mania=template.mode == 3)
+        if separate_finest:
+            _separate_starts(objects, generated, timing, separate_finest, mania=template.mode == 3)
     _follow_starts(objects)
     groups.sort(key=lambda g: g.time)
     objects = _drop_duplicates(sorted(objects, key=lambda parts: parts[0].time), template)
@@ -189,22 +190,24 @@ def _ticks_around(time: float, timing: Timing, divisors: tuple[int, ...]) -> lis
     return [float(round(t)) for t in sorted(ticks, key=lambda t: abs(t - time))]
 
 
-def _separate_starts(objects: list[list[Group]], generated: dict[int, float], timing: Timing, mania: bool) -> None:
+def _separate_starts(objects: list[list[Group]], generated: dict[int, float], timing: Timing, finest: int,
+                     mania: bool) -> None:
     """Starts that resnapping put on one tick (in mania: of one column) become one object each again.
 
     The small model's times are noisy (about +-60 ms) and most of its snap tags say 1/1, so two
     objects it wrote a half beat apart often snap to the same beat, and one was dropped as a
     duplicate: hard maps lost up to 40% of their objects. The start that moved least keeps the tick;
-    each other one goes to the nearest free tick of its tag's grid halved, then quartered, around its
-    generated time. Starts generated less than `SEPARATE_MS` apart are one object written twice, and stay
-    duplicates.
+    each other one goes to the nearest free tick of its tag's grid halved, then quartered (no finer than
+    1/`finest`), around its generated time; with none free it stays a duplicate. Starts generated less than
+    `SEPARATE_MS` apart are one object written twice, and stay duplicates.
     """
     taken: dict[tuple[int | None, float], float] = {}  # (column, tick) -> generated time of its holder
     for start in sorted((parts[0] for parts in objects), key=lambda g: abs(g.time - generated[id(g)])):
         column, time = (start.column if mania else None), generated[id(start)]
         holder = taken.get((column, round(start.time)))
         if holder is not None and abs(holder - time) >= SEPARATE_MS and start.snap:
-            free = [t for t in _ticks_around(time, timing, (2 * start.snap, 4 * start.snap)) if (column, t) not in taken]
+            divisors = tuple(d for d in (2 * start.snap, 4 * start.snap) if d <= finest)
+            free = [t for t in _ticks_around(time, timing, divisors) if (column, t) not in taken] if divisors else []
             start.time = free[0] if free else start.time
         taken.setdefault((column, round(start.time)), time)
 

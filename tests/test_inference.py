@@ -479,9 +479,9 @@ def test_a_bad_onset_prior_or_onset_snap_is_one_sentence(model_dir, fast_song, n
         run(config(model_dir, f"audio_path={fast_song}", f"{name}={value}"))
 
 
-@pytest.mark.parametrize("value", ["[1,2]", "true", "[true,true,true,1]"])
+@pytest.mark.parametrize("value", ["[1,2]", "true", "[4,16,0,-1]", "[true,true,false,true]", "[4,16,0,2.5]"])
 def test_a_bad_separate_starts_is_one_sentence(model_dir, fast_song, value):
-    with pytest.raises(InferenceError, match="separate_starts must be true or false for each mode 0-3"):
+    with pytest.raises(InferenceError, match="separate_starts must be a snap divisor, 0 \\(off\\) or more, for each mode 0-3"):
         run(config(model_dir, f"audio_path={fast_song}", f"separate_starts={value}"))
 
 

@@ -311,15 +311,20 @@ def test_duplicate_objects_are_dropped_whole():
 def test_starts_snapped_to_one_tick_are_separated_onto_a_finer_grid_the_least_moved_keeping_it():
     # Tagged 1/1, a half beat apart: both snap to the beat at 1000. The one generated nearer keeps it,
     # the other takes the nearest free 1/2 tick around its own generated time.
-    assert [o.time for o in build_beatmap([note(1240), note(1000)], template(), separate=True).hit_objects] == [1000, 1250]
-    assert [o.time for o in build_beatmap([note(760), note(1010)], template(), separate=True).hit_objects] == [750, 1000]
+    assert [o.time for o in build_beatmap([note(1240), note(1000)], template(), separate_finest=16).hit_objects] == [1000, 1250]
+    assert [o.time for o in build_beatmap([note(760), note(1010)], template(), separate_finest=16).hit_objects] == [750, 1000]
     # Where the 1/2 ticks are held too, the 1/4 grid: 1000 and 1250 are taken, 1125 is free.
-    assert [o.time for o in build_beatmap([note(1000), note(1250, snap=2), note(1110)], template(), separate=True).hit_objects] == [1000, 1125, 1250]
+    assert [o.time for o in build_beatmap([note(1000), note(1250, snap=2), note(1110)], template(), separate_finest=16).hit_objects] == [1000, 1125, 1250]
     # Mania separates within a column only: a chord stays a chord.
     notes = [in_column(T.CIRCLE, 1000, 0), in_column(T.CIRCLE, 1000, 1), in_column(T.CIRCLE, 1230, 0)]
-    beatmap = build_beatmap(notes, template(3, CircleSize="4"), separate=True)
+    beatmap = build_beatmap(notes, template(3, CircleSize="4"), separate_finest=16)
     assert [(o.time, o.x) for o in beatmap.hit_objects] == [(1000, 64), (1000, 192), (1250, 64)]
     assert [o.time for o in build_beatmap([note(1240), note(1000)], template()).hit_objects] == [1000]  # off: dropped
+    # No finer than the finest divisor: with 1/4 the finest, a 1/2-tagged start finds 1/4 ticks only, so where both
+    # are held it is dropped rather than put on a 1/8 tick (1000 and 1250 held, 1062 and 1125 too).
+    crowded = [note(1000), note(1250, snap=2), note(1125, snap=4), note(1060, snap=2), note(1110, snap=2)]
+    assert [o.time for o in build_beatmap(crowded, template(), exact_snaps=False, separate_finest=16).hit_objects] == [1000, 1062, 1125, 1250]
+    assert [o.time for o in build_beatmap(crowded, template(), exact_snaps=False, separate_finest=4).hit_objects] == [1000, 1125, 1250]
 
 
 def onset_score(peaks: dict[float, float], song_ms: float = 5000.0) -> TickScore:
